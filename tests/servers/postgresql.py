@@ -1,0 +1,333 @@
+"""Real PostgreSQL servers on free loopback ports, for tests.
+
+Debian's PostgreSQL 15 binaries (``/usr/lib/postgresql/15/bin``) run a throwaway cluster
+in a temporary directory. When the tests run as root (as CI does), ``initdb`` and
+``pg_ctl`` run as the ``postgres`` user through ``runuser -u postgres --``. The cluster
+has a password-protected superuser and listens on 127.0.0.1 only (scram-sha-256 over
+TCP; the unix socket lives in the private temporary directory).
+
+Use the fixtures from a ``conftest.py``::
+
+    from tests.servers.postgresql import (  # noqa: F401
+        postgresql_server,  # session scope: one shared server
+        postgresql_database,  # function scope: a fresh database on the shared server
+        postgresql_private_server,  # function scope: a server of its own, free to stop
+    )
+
+``postgresql_server`` and ``postgresql_private_server`` yield a :class:`PostgresServer`
+(``host``, ``port``, ``user``, ``password``, ``dbname``, ``dsn()``, ``connect()``,
+``stop()``, ``start()``, ``create_database()``, ``drop_database()``).
+``postgresql_database`` yields a :class:`PostgresDatabase` (the server plus a database name,
+with ``dsn()``/``connect()`` for that database).
+
+Outside pytest, :func:`start_postgresql` returns a started server; call ``destroy()``
+when done. A missing binary raises :class:`PostgresServerError`: tests fail, never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PG_BIN = Path(os.environ.get("CACHESTACK_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SUPERUSER = "cachestack_admin"
+
+
+class PostgresServerError(RuntimeError):
+    """The test PostgreSQL server could not be set up, started or stopped."""
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """Prefix a command so it runs as the postgres user when we are root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+def _chown_to_postgres(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, user="postgres", group="postgres")
+
+
+def _run(cmd: list[str], what: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(
+            _as_postgres(cmd), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError as exc:
+        raise PostgresServerError(f"{what}: {exc}") from exc
+    if proc.returncode != 0:
+        raise PostgresServerError(
+            f"{what} failed ({proc.returncode}): {proc.stdout.strip()} {proc.stderr.strip()}"
+        )
+    return proc
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL cluster in a temporary directory, listening on 127.0.0.1:port."""
+
+    basedir: Path
+    port: int
+    host: str = "127.0.0.1"
+    user: str = SUPERUSER
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
+    dbname: str = "postgres"
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def datadir(self) -> Path:
+        return self.basedir / "data"
+
+    @property
+    def socketdir(self) -> Path:
+        return self.basedir / "run"
+
+    @property
+    def logfile(self) -> Path:
+        return self.basedir / "postgresql.log"
+
+    def init(self) -> None:
+        """Run initdb with a password-protected superuser."""
+        initdb = PG_BIN / "initdb"
+        if not initdb.exists():
+            raise PostgresServerError(f"{initdb} not found: install Debian's postgresql-15")
+        self.basedir.mkdir(parents=True, exist_ok=True)
+        self.basedir.chmod(0o700)
+        self.socketdir.mkdir(exist_ok=True)
+        self.socketdir.chmod(0o700)
+        pwfile = self.basedir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        pwfile.chmod(0o600)
+        for path in (self.basedir, self.socketdir, pwfile):
+            _chown_to_postgres(path)
+        _run(
+            [
+                str(initdb),
+                "-D",
+                str(self.datadir),
+                "-U",
+                self.user,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            "initdb",
+            timeout=120,
+        )
+        pwfile.unlink()
+        conf = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.socketdir}'",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_connections": "200",
+            "shared_buffers": "32MB",
+            "track_functions": "all",
+            **self.settings,
+        }
+        with (self.datadir / "postgresql.conf").open("a") as fh:
+            fh.write("\n# cachestack test settings\n")
+            for key, value in conf.items():
+                fh.write(f"{key} = {value}\n")
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the server and wait until it accepts connections."""
+        _run(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ],
+            "pg_ctl start",
+            timeout=timeout + 10,
+        )
+        self.wait_ready(timeout)
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (mode: smart, fast or immediate)."""
+        _run(
+            [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"],
+            "pg_ctl stop",
+        )
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def is_running(self) -> bool:
+        proc = subprocess.run(
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "status"]),
+            capture_output=True,
+            check=False,
+        )
+        return proc.returncode == 0
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                self.connect().close()
+                return
+            except Exception as exc:  # retried until the deadline
+                last = exc
+                time.sleep(0.1)
+        raise PostgresServerError(f"PostgreSQL on port {self.port} not ready: {last}")
+
+    def dsn(self, dbname: str | None = None, **extra: Any) -> str:
+        """A libpq keyword DSN for this server (sslmode=disable unless given)."""
+        params: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": dbname or self.dbname,
+            "user": self.user,
+            "password": self.password,
+            "sslmode": "disable",
+            "connect_timeout": 5,
+            **extra,
+        }
+        return " ".join(f"{k}={v}" for k, v in params.items())
+
+    def connect(self, dbname: str | None = None, autocommit: bool = True, **extra: Any) -> Any:
+        """A psycopg2 connection (autocommit by default)."""
+        import psycopg2
+
+        conn = psycopg2.connect(self.dsn(dbname, **extra))
+        conn.autocommit = autocommit
+        return conn
+
+    def execute(self, sql: str, params: Any = None, dbname: str | None = None) -> list[tuple]:
+        """Run one statement in autocommit mode and return its rows (if any)."""
+        conn = self.connect(dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def create_database(self, name: str | None = None) -> str:
+        name = name or f"db_{secrets.token_hex(4)}"
+        self.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def destroy(self) -> None:
+        """Stop the server (if running) and remove its directory."""
+        try:
+            if self.datadir.exists() and self.is_running():
+                self.stop("immediate")
+        finally:
+            shutil.rmtree(self.basedir, ignore_errors=True)
+
+
+@dataclass
+class PostgresDatabase:
+    """One database on a :class:`PostgresServer`."""
+
+    server: PostgresServer
+    name: str
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def user(self) -> str:
+        return self.server.user
+
+    @property
+    def password(self) -> str:
+        return self.server.password
+
+    def dsn(self, **extra: Any) -> str:
+        return self.server.dsn(self.name, **extra)
+
+    def connect(self, autocommit: bool = True, **extra: Any) -> Any:
+        return self.server.connect(self.name, autocommit=autocommit, **extra)
+
+    def execute(self, sql: str, params: Any = None) -> list[tuple]:
+        return self.server.execute(sql, params, dbname=self.name)
+
+
+def start_postgresql(settings: dict[str, str] | None = None) -> PostgresServer:
+    """Initialise and start a new server on a free loopback port."""
+    basedir = Path(tempfile.mkdtemp(prefix="cachestack-pg-"))
+    server = PostgresServer(basedir=basedir, port=free_port(), settings=settings or {})
+    try:
+        server.init()
+        server.start()
+    except BaseException:
+        if server.logfile.exists():
+            print(server.logfile.read_text()[-4000:])
+        server.destroy()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole test session. Do not stop it in a test."""
+    server = start_postgresql()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def postgresql_database(postgresql_server: PostgresServer) -> Iterator[PostgresDatabase]:
+    """A fresh, empty database on the session server, dropped afterwards."""
+    if not postgresql_server.is_running():
+        postgresql_server.start()
+    name = postgresql_server.create_database()
+    try:
+        yield PostgresDatabase(postgresql_server, name)
+    finally:
+        postgresql_server.drop_database(name)
+
+
+@pytest.fixture
+def postgresql_private_server() -> Iterator[PostgresServer]:
+    """A server of this test's own: stop and start it freely (fault tests)."""
+    server = start_postgresql()
+    try:
+        yield server
+    finally:
+        server.destroy()
