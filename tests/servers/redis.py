@@ -1,0 +1,464 @@
+"""Real Redis servers on free loopback ports, for tests.
+
+Debian's ``redis-server`` runs in the foreground from a config file in a temporary
+directory, listening on 127.0.0.1 only. Three shapes, like the ones the app meets:
+
+* plain Redis (no TLS, no password);
+* Redis with TLS and ``requirepass`` (certificates made by the fixture: a CA and a server
+  certificate for ``localhost`` / ``127.0.0.1``; clients are not asked for certificates,
+  as on ElastiCache);
+* a one-shard Redis Cluster with TLS and AUTH, one primary and one replica, ``port 0``
+  (no plaintext port), ``tls-cluster yes`` and ``tls-replication yes``: the shape of
+  ElastiCache's cluster mode. It forms with ``CLUSTER ADDSLOTSRANGE 0 16383``,
+  ``CLUSTER MEET`` and ``CLUSTER REPLICATE`` (``redis-cli --cluster create`` wants three
+  primaries).
+
+Use the fixtures from a ``conftest.py``::
+
+    from tests.servers.redis import (  # noqa: F401
+        redis_server,  # session: plain Redis
+        redis_private_server,  # function: plain Redis of its own (kill/freeze it freely)
+        tls_certificates,  # session: CA + server certificate files
+        redis_tls_server,  # session: TLS + requirepass
+        redis_cluster,  # session: one-shard cluster, TLS + AUTH
+    )
+
+Servers are :class:`RedisServer` (``host``, ``port``, ``password``, ``tls``, ``ca_file``,
+``client()``, ``stop()``, ``kill()``, ``start()``, ``freeze()``, ``thaw()``); the cluster
+is a :class:`RedisClusterServer` (``host``, ``port`` of the primary, ``nodes``,
+``client()``). Session servers are shared: flush them (``client().flushall()``) rather than
+stop them. A missing ``redis-server`` raises :class:`RedisServerError`: tests fail, never skip.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers.postgresql import free_port
+
+REDIS_SERVER = os.environ.get("CACHESTACK_REDIS_SERVER", "redis-server")
+
+
+class RedisServerError(RuntimeError):
+    """The test Redis server could not be started."""
+
+
+@dataclass(frozen=True)
+class TLSCertificates:
+    """PEM files: a CA, and a server certificate + key it signed."""
+
+    directory: Path
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_certificates(
+    directory: Path, hostnames: tuple[str, ...] = ("localhost",)
+) -> TLSCertificates:
+    """Write a throwaway CA and a server certificate for the hostnames and 127.0.0.1."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cachestack test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    san = [x509.DNSName(h) for h in hostnames] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [x509.ExtendedKeyUsageOID.SERVER_AUTH, x509.ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file = directory / "ca.pem"
+    cert_file = directory / "server.pem"
+    key_file = directory / "server.key"
+    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return TLSCertificates(directory, ca_file, cert_file, key_file)
+
+
+@dataclass
+class RedisServer:
+    """One redis-server process on 127.0.0.1, plain or TLS-only."""
+
+    basedir: Path
+    port: int
+    password: str | None = field(default=None, repr=False)
+    certs: TLSCertificates | None = None
+    cluster: bool = False
+    cluster_port: int | None = None
+    host: str = "127.0.0.1"
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def tls(self) -> bool:
+        return self.certs is not None
+
+    @property
+    def ca_file(self) -> Path | None:
+        return self.certs.ca_file if self.certs else None
+
+    @property
+    def conffile(self) -> Path:
+        return self.basedir / "redis.conf"
+
+    @property
+    def logfile(self) -> Path:
+        return self.basedir / "redis.log"
+
+    def write_config(self) -> None:
+        self.basedir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "bind 127.0.0.1",
+            "protected-mode no",
+            "daemonize no",
+            f"dir {self.basedir}",
+            f"logfile {self.logfile}",
+            'save ""',
+            "appendonly no",
+        ]
+        if self.certs:
+            lines += [
+                "port 0",
+                f"tls-port {self.port}",
+                f"tls-cert-file {self.certs.cert_file.resolve()}",
+                f"tls-key-file {self.certs.key_file.resolve()}",
+                f"tls-ca-cert-file {self.certs.ca_file.resolve()}",
+                "tls-auth-clients no",
+            ]
+        else:
+            lines.append(f"port {self.port}")
+        if self.password:
+            lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
+        if self.cluster:
+            lines += [
+                "cluster-enabled yes",
+                f"cluster-config-file {self.basedir / 'nodes.conf'}",
+                f"cluster-port {self.cluster_port}",
+                "cluster-node-timeout 5000",
+                "cluster-require-full-coverage yes",
+            ]
+            if self.certs:
+                lines += ["tls-cluster yes", "tls-replication yes"]
+        self.conffile.write_text("\n".join(lines) + "\n")
+        self.conffile.chmod(0o600)
+
+    def start(self, timeout: float = 20) -> None:
+        """Start (or start again, same port and config) and wait for PING."""
+        if shutil.which(REDIS_SERVER) is None and not Path(REDIS_SERVER).exists():
+            raise RedisServerError(f"{REDIS_SERVER} not found: install Debian's redis-server")
+        if not self.conffile.exists():
+            self.write_config()
+        self.process = subprocess.Popen(
+            [REDIS_SERVER, str(self.conffile)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                break
+            try:
+                client = self.client(socket_timeout=1, socket_connect_timeout=1)
+                try:
+                    if client.ping():
+                        return
+                finally:
+                    client.close()
+            except Exception as exc:  # retried until the deadline
+                last = exc
+            time.sleep(0.05)
+        log = self.logfile.read_text()[-3000:] if self.logfile.exists() else ""
+        raise RedisServerError(f"redis-server on port {self.port} not ready: {last}\n{log}")
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Connection arguments for redis-py (redis.Redis / RedisCluster)."""
+        kwargs: dict[str, Any] = {"host": self.host, "port": self.port}
+        if self.password:
+            kwargs["password"] = self.password
+        if self.certs:
+            kwargs["ssl"] = True
+            kwargs["ssl_ca_certs"] = str(self.certs.ca_file)
+        return kwargs
+
+    def client(self, **extra: Any) -> Any:
+        """A redis.Redis client for this server (single node, even in a cluster)."""
+        import redis
+
+        return redis.Redis(**{**self.client_kwargs(), **extra})
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL) and wait for it."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.thaw()
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server: it vanishes mid-run."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the port still accepts connections but nothing answers."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.basedir, ignore_errors=True)
+
+
+def start_redis(
+    password: str | None = None,
+    certs: TLSCertificates | None = None,
+    cluster: bool = False,
+) -> RedisServer:
+    """Start a redis-server on a free loopback port in a new temporary directory."""
+    basedir = Path(tempfile.mkdtemp(prefix="cachestack-redis-"))
+    server = RedisServer(
+        basedir=basedir,
+        port=free_port(),
+        password=password,
+        certs=certs,
+        cluster=cluster,
+        cluster_port=free_port() if cluster else None,
+    )
+    try:
+        server.start()
+    except BaseException:
+        server.destroy()
+        raise
+    return server
+
+
+@dataclass
+class RedisClusterServer:
+    """A one-shard Redis Cluster: nodes[0] is the primary, nodes[1] its replica."""
+
+    nodes: list[RedisServer]
+    password: str = field(repr=False)
+    certs: TLSCertificates
+
+    @property
+    def primary(self) -> RedisServer:
+        return self.nodes[0]
+
+    @property
+    def host(self) -> str:
+        return self.primary.host
+
+    @property
+    def port(self) -> int:
+        return self.primary.port
+
+    @property
+    def ca_file(self) -> Path:
+        return self.certs.ca_file
+
+    def client(self, **extra: Any) -> Any:
+        """A redis.cluster.RedisCluster client, starting from the primary."""
+        from redis.cluster import RedisCluster
+
+        return RedisCluster(**{**self.primary.client_kwargs(), **extra})
+
+    def destroy(self) -> None:
+        for node in self.nodes:
+            node.destroy()
+
+
+def _cluster_info(node: RedisServer) -> dict[str, str]:
+    client = node.client()
+    try:
+        raw = client.execute_command("CLUSTER INFO")
+    finally:
+        client.close()
+    if isinstance(raw, dict):  # redis-py parses CLUSTER INFO
+        return {str(k): str(v) for k, v in raw.items()}
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return dict(line.split(":", 1) for line in text.split() if ":" in line)
+
+
+def start_redis_cluster(certs: TLSCertificates, timeout: float = 30) -> RedisClusterServer:
+    """Start two TLS+AUTH cluster nodes and join them as one shard (primary + replica)."""
+    password = secrets.token_urlsafe(16)
+    nodes: list[RedisServer] = []
+    try:
+        for _ in range(2):
+            nodes.append(start_redis(password=password, certs=certs, cluster=True))
+        primary, replica = nodes
+        pc, rc = primary.client(), replica.client()
+        try:
+            pc.execute_command("CLUSTER ADDSLOTSRANGE", 0, 16383)
+            pc.execute_command("CLUSTER MEET", replica.host, replica.port, replica.cluster_port)
+            primary_id = pc.execute_command("CLUSTER MYID")
+            primary_id = primary_id.decode() if isinstance(primary_id, bytes) else primary_id
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    rc.execute_command("CLUSTER REPLICATE", primary_id)
+                    break
+                except Exception:  # the replica does not know the primary yet
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            while True:
+                states = [_cluster_info(n).get("cluster_state") for n in nodes]
+                role = rc.info("replication")
+                if states == ["ok", "ok"] and role.get("master_link_status") == "up":
+                    break
+                if time.monotonic() > deadline:
+                    raise RedisServerError(f"cluster did not form: {states} {role}")
+                time.sleep(0.1)
+        finally:
+            pc.close()
+            rc.close()
+    except BaseException:
+        for node in nodes:
+            node.destroy()
+        raise
+    return RedisClusterServer(nodes=nodes, password=password, certs=certs)
+
+
+@pytest.fixture(scope="session")
+def tls_certificates() -> Iterator[TLSCertificates]:
+    """A throwaway CA and a server certificate for localhost and 127.0.0.1."""
+    directory = Path(tempfile.mkdtemp(prefix="cachestack-certs-"))
+    try:
+        yield make_certificates(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """Plain Redis for the whole session. Flush it, do not stop it."""
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def redis_private_server() -> Iterator[RedisServer]:
+    """Plain Redis of this test's own: kill, freeze and restart it freely."""
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(tls_certificates: TLSCertificates) -> Iterator[RedisServer]:
+    """Redis speaking only TLS, with requirepass, for the whole session."""
+    server = start_redis(password=secrets.token_urlsafe(16), certs=tls_certificates)
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tls_certificates: TLSCertificates) -> Iterator[RedisClusterServer]:
+    """A one-shard Redis Cluster (primary + replica) with TLS and AUTH."""
+    cluster = start_redis_cluster(tls_certificates)
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
