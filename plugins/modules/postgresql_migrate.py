@@ -1,0 +1,850 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, cachestack maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: postgresql_migrate
+short_description: Apply versioned SQL migration files to a PostgreSQL database, once each
+version_added: 0.1.0
+description:
+  - Applies the SQL files of a directory on the managed host to a PostgreSQL database in
+    version order, and records each one in a history table so that it never runs twice.
+  - Files are named C(V<version>__<description>.sql), for example C(V1__create_items.sql)
+    or C(V2.1__add_index.sql). The version is one or more integers separated by C(.) or a
+    single C(_) and compares numerically, so C(V2) runs before C(V10); leading zeros and
+    trailing zero parts do not count (C(V01), C(V1) and C(V1.0) are the same version, which
+    is an error when two files carry it). In the description, C(_) stands for a space.
+  - Every other file in the directory is ignored, except that a name starting with C(V)
+    and ending in C(.sql) (in any case) that does not match the pattern is an error naming
+    the file.
+  - Each pending file runs in its own transaction, together with the insertion of its
+    history row, so a file either applies completely and is recorded, or leaves nothing
+    behind and is not recorded. The first failing file stops the run; the files before it
+    stay applied. The error names the file and the line, and quotes PostgreSQL's message.
+  - A file whose first non-blank line is the marker comment C(-- cachestack:no-transaction)
+    runs outside a transaction, one statement at a time, for statements that PostgreSQL
+    refuses inside one (C(CREATE INDEX CONCURRENTLY), C(ALTER TYPE ... ADD VALUE) before
+    PostgreSQL 12, C(VACUUM)). Such a file is recorded once all its statements succeed; if
+    one fails, the statements before it stay applied, so keep such files to one statement.
+  - The whole run holds a session-level advisory lock derived from the history table's
+    name, so concurrent runs against one database apply each version exactly once; a run
+    that had to wait re-reads the history after getting the lock, finds nothing pending,
+    and reports no change.
+  - The session's settings are reset (C(RESET ALL)) after each file, so a C(SET) in one
+    file does not leak into the next or into the history bookkeeping.
+  - In check mode the module connects, reads the history table in a read-only session, and
+    reports what would run; it executes no statement of any file, not even in a rolled-back
+    transaction, and creates nothing.
+options:
+  path:
+    description:
+      - Directory on the managed host that holds the C(V<version>__<description>.sql) files.
+    type: path
+    required: true
+  history_table:
+    description:
+      - Name of the table that records the applied versions.
+      - It is created, together with its schema when missing, on the first run that has
+        something to record. It holds one row per applied file (version, description,
+        type, file name, sha256 checksum, applied_at, execution_ms, applied_by) and one
+        C(BASELINE) row when O(baseline_version) adopted the database.
+    type: str
+    default: cachestack_schema_history
+  history_schema:
+    description:
+      - Schema of O(history_table).
+    type: str
+    default: public
+  target_version:
+    description:
+      - Apply files up to and including this version, and stop there.
+      - Later files are neither run nor reported as pending.
+      - Quote it in YAML when it has a dot and trailing zero (V("1.10")).
+    type: raw
+  baseline_version:
+    description:
+      - Adopt an existing database whose schema already matches the files up to this
+        version: when the history table is absent or empty, record a C(BASELINE) row for
+        this version instead of running those files; the later files run as usual.
+      - Has no effect once the history table holds a row.
+    type: raw
+  on_checksum_mismatch:
+    description:
+      - What to do when an applied file's content changed since it ran (its sha256 differs
+        from the recorded one).
+      - V(fail) stops before running anything, naming the version.
+      - V(warn) emits a warning naming the version and goes on; the recorded checksum is
+        kept.
+    type: str
+    choices: [fail, warn]
+    default: fail
+  out_of_order:
+    description:
+      - Whether to apply a pending file whose version is lower than the highest recorded
+        one (a file added late with an old version number).
+      - When V(false), such a file is an error naming it, and nothing runs.
+    type: bool
+    default: false
+  lock_timeout:
+    description:
+      - Seconds to wait for the advisory lock held by another run against the same
+        database and history table.
+      - V(0) waits indefinitely.
+      - Check mode takes no lock.
+    type: int
+    default: 300
+extends_documentation_fragment:
+  - cachestack.aws.postgresql
+attributes:
+  check_mode:
+    support: full
+    description: Reads the history table and reports the pending versions; runs no SQL of the files.
+  diff_mode:
+    support: full
+    description: Shows the list of recorded versions before and after the run.
+notes:
+  - Do not edit a file once it has been applied; add a new version instead. A changed file
+    fails the run unless O(on_checksum_mismatch=warn).
+  - A recorded version whose file is no longer in the directory only produces a warning.
+  - A transactional file must not contain C(BEGIN), C(COMMIT) or C(ROLLBACK) of its own.
+  - Statements of a no-transaction file are split at semicolons outside quotes, dollar quotes
+    and comments; SQL-standard function bodies (C(BEGIN ATOMIC ... END)) are not supported
+    in such files. A failed C(CREATE INDEX CONCURRENTLY) can leave an invalid index behind
+    (PostgreSQL's own behaviour), so write it as C(DROP INDEX CONCURRENTLY IF EXISTS)
+    followed by the creation in two files, or make the creation C(IF NOT EXISTS).
+seealso:
+  - module: community.postgresql.postgresql_script
+  - module: community.postgresql.postgresql_query
+  - name: Flyway versioned migrations
+    description: The naming scheme and history-table approach this module follows.
+    link: https://documentation.red-gate.com/fd/migrations-184127470.html
+author:
+  - cachestack maintainers
+"""
+
+EXAMPLES = r"""
+- name: Bring the application database schema up to date
+  cachestack.aws.postgresql_migrate:
+    path: /opt/app/migrations
+    login_host: "{{ db_host }}"
+    login_user: app
+    login_password: "{{ db_password }}"
+    login_db: app
+    ssl_mode: verify-full
+    ca_cert: /etc/ssl/certs/rds-ca.pem
+
+- name: Show what would run (nothing is executed)
+  cachestack.aws.postgresql_migrate:
+    path: /opt/app/migrations
+    login_db: app
+  check_mode: true
+  diff: true
+  register: plan
+
+- name: Adopt a database created by hand with the files up to V3, then apply V4 onwards
+  cachestack.aws.postgresql_migrate:
+    path: /opt/app/migrations
+    login_db: legacy
+    baseline_version: 3
+
+- name: Apply up to version 2.1 only, keeping the history in a schema of its own
+  cachestack.aws.postgresql_migrate:
+    path: /opt/app/migrations
+    login_db: app
+    history_schema: meta
+    history_table: schema_versions
+    target_version: "2.1"
+
+# A no-transaction file, e.g. V5__index_items_name.sql, starts with the marker:
+#   -- cachestack:no-transaction
+#   CREATE INDEX CONCURRENTLY IF NOT EXISTS items_name_idx ON items (name);
+"""
+
+RETURN = r"""
+applied:
+  description: The files this run applied, in the order they ran; empty in check mode.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    version:
+      description: Normalised version.
+      type: str
+      sample: "2"
+    description:
+      description: Description from the file name.
+      type: str
+      sample: add items index
+    script:
+      description: File name.
+      type: str
+      sample: V2__add_items_index.sql
+    transaction:
+      description: Whether the file ran inside a transaction.
+      type: bool
+      sample: true
+    execution_ms:
+      description: Wall-clock milliseconds the file's SQL took.
+      type: int
+      sample: 12
+  sample:
+    - version: "1"
+      description: create items
+      script: V1__create_items.sql
+      transaction: true
+      execution_ms: 7
+pending:
+  description:
+    - The files still to run (up to O(target_version)) when the module returned, in the
+      order they would run.
+    - In check mode, the files a real run would apply; after a successful run, empty; after
+      a failure, the failed file and those after it.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    version:
+      description: Normalised version.
+      type: str
+      sample: "3"
+    description:
+      description: Description from the file name.
+      type: str
+      sample: seed items
+    script:
+      description: File name.
+      type: str
+      sample: V3__seed_items.sql
+    transaction:
+      description: Whether the file would run inside a transaction.
+      type: bool
+      sample: true
+  sample:
+    - version: "3"
+      description: seed items
+      script: V3__seed_items.sql
+      transaction: true
+current_version:
+  description:
+    - The highest version recorded in the history table when the module returned
+      (a C(BASELINE) row counts); null when nothing is recorded.
+    - In check mode, the version the database is at now.
+  returned: always
+  type: str
+  sample: "3"
+baseline:
+  description: The baseline version this run recorded (would record, in check mode); null when none.
+  returned: always
+  type: str
+  sample: "3"
+history_table:
+  description: Schema-qualified, quoted name of the history table.
+  returned: always
+  type: str
+  sample: '"public"."cachestack_schema_history"'
+diff:
+  description: The recorded versions before and after the run.
+  returned: when diff mode is on
+  type: dict
+  contains:
+    before:
+      description: Versions recorded before the run.
+      type: dict
+      sample: {versions: ["1", "2"]}
+    after:
+      description: Versions recorded after the run (that would be, in check mode).
+      type: dict
+      sample: {versions: ["1", "2", "3"]}
+  sample:
+    before: {versions: ["1", "2"]}
+    after: {versions: ["1", "2", "3"]}
+"""
+
+import contextlib
+import hashlib
+import os
+import re
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.cachestack.aws.plugins.module_utils._postgresql import (
+    connect,
+    pg_error_text,
+    postgresql_argument_spec,
+    psycopg2,
+)
+
+FILE_RE = re.compile(r"^V(?P<version>[0-9]+(?:[._][0-9]+)*)__(?P<description>[^/\\]+)\.sql$")
+VERSION_RE = re.compile(r"^[Vv]?(?P<version>[0-9]+(?:[._][0-9]+)*)$")
+NO_TRANSACTION_RE = re.compile(r"^--\s*cachestack:no-transaction\s*$")
+NO_TRANSACTION_MARKER = "-- cachestack:no-transaction"
+LOCK_NAMESPACE = "cachestack.aws.postgresql_migrate:"
+_IDENT_CHAR = re.compile(r"[A-Za-z0-9_$\x80-\U0010ffff]")
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
+
+
+class MigrationError(Exception):
+    """Bad input: a malformed file name, a duplicate version, an edited applied file..."""
+
+
+class Migration:
+    """One V-file of the directory."""
+
+    def __init__(
+        self, version: tuple, description: str, script: str, sql: str, checksum: str
+    ) -> None:
+        self.key = version
+        self.version = version_str(version)
+        self.description = description
+        self.script = script
+        self.sql = sql
+        self.checksum = checksum
+        self.transaction = not is_no_transaction(sql)
+
+    def summary(self) -> dict:
+        return dict(
+            version=self.version,
+            description=self.description,
+            script=self.script,
+            transaction=self.transaction,
+        )
+
+
+def parse_version(text: object) -> tuple:
+    """Turn a version (``3``, ``"2.1"``, ``"1_10"``, ``"V4"``) into a comparable key.
+
+    Parts compare as integers; trailing zero parts are dropped so 1, 1.0 and 01 are equal.
+    """
+    if isinstance(text, bool) or text is None:
+        raise MigrationError(f"invalid version {text!r}: expected digits separated by dots")
+    if isinstance(text, float):
+        text = repr(text)
+    match = VERSION_RE.match(str(text).strip())
+    if not match:
+        raise MigrationError(f"invalid version {text!r}: expected digits separated by dots")
+    parts = [int(p) for p in re.split(r"[._]", match.group("version"))]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def version_str(key: tuple) -> str:
+    return ".".join(str(p) for p in key)
+
+
+def parse_filename(name: str) -> tuple | None:
+    """Return (version key, description) for a V-file name, None for a file to ignore.
+
+    A name that starts with ``V`` and ends in ``.sql`` (any case) but does not match
+    ``V<version>__<description>.sql`` raises MigrationError naming it.
+    """
+    if not (name.startswith("V") and name.lower().endswith(".sql")):
+        return None
+    match = FILE_RE.match(name)
+    if not match or not match.group("description").strip("_ "):
+        raise MigrationError(
+            f"malformed migration file name {name!r}: expected V<version>__<description>.sql, "
+            "for example V1__create_items.sql or V2.1__add_index.sql"
+        )
+    description = match.group("description").replace("_", " ").strip()
+    return parse_version(match.group("version")), description
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_no_transaction(sql: str) -> bool:
+    """True when the first non-blank line is the no-transaction marker comment."""
+    for line in sql.lstrip("\ufeff").splitlines():
+        if line.strip():
+            return bool(NO_TRANSACTION_RE.match(line.strip()))
+    return False
+
+
+def load_migrations(path: str) -> list:
+    """Read the V-files of a directory, sorted by version."""
+    if not os.path.isdir(path):
+        raise MigrationError(f"migration directory {path} does not exist or is not a directory")
+    found = {}
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if not os.path.isfile(full):
+            continue
+        parsed = parse_filename(name)
+        if parsed is None:
+            continue
+        key, description = parsed
+        if key in found:
+            raise MigrationError(
+                f"files {found[key].script} and {name} both carry version {version_str(key)}"
+            )
+        with open(full, "rb") as fh:
+            data = fh.read()
+        try:
+            sql = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise MigrationError(f"{name} is not valid UTF-8: {e}") from e
+        found[key] = Migration(key, description, name, sql, sha256_hex(data))
+    return [found[k] for k in sorted(found)]
+
+
+def split_statements(sql: str) -> list:
+    """Split SQL at top-level semicolons into (offset, statement) pairs.
+
+    Quotes ('', E'', ""), dollar quotes, line and nested block comments are honoured.
+    Statements holding nothing but whitespace and comments are left out; the offset is
+    where the statement's text starts in sql.
+    """
+    out = []
+    i, n = 0, len(sql)
+    start = 0
+    has_code = False
+
+    def flush(end: int) -> None:
+        if has_code:
+            out.append((start, sql[start:end]))
+
+    while i < n:
+        c = sql[i]
+        nxt = sql[i + 1] if i + 1 < n else ""
+        if c == "-" and nxt == "-":
+            j = sql.find("\n", i)
+            i = n if j < 0 else j + 1
+            continue
+        if c == "/" and nxt == "*":
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if sql.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif sql.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+            continue
+        if c == ";":
+            flush(i + 1)
+            i += 1
+            start, has_code = i, False
+            continue
+        if c.isspace():
+            i += 1
+            continue
+        has_code = True
+        if c == "'":
+            prev = sql[i - 1] if i > 0 else ""
+            before = sql[i - 2] if i > 1 else ""
+            backslash = prev in "eE" and not (before and _IDENT_CHAR.match(before))
+            i += 1
+            while i < n:
+                if backslash and sql[i] == "\\":
+                    i += 2
+                    continue
+                if sql[i] == "'":
+                    if i + 1 < n and sql[i + 1] == "'":
+                        i += 2
+                        continue
+                    break
+                i += 1
+            i += 1
+            continue
+        if c == '"':
+            i += 1
+            while i < n:
+                if sql[i] == '"':
+                    if i + 1 < n and sql[i + 1] == '"':
+                        i += 2
+                        continue
+                    break
+                i += 1
+            i += 1
+            continue
+        if c == "$":
+            prev = sql[i - 1] if i > 0 else ""
+            match = None if (prev and _IDENT_CHAR.match(prev)) else _DOLLAR_TAG.match(sql, i)
+            if match:
+                tag = match.group(0)
+                j = sql.find(tag, match.end())
+                i = n if j < 0 else j + len(tag)
+                continue
+        i += 1
+    flush(n)
+    return out
+
+
+def line_of(text: str, position: int) -> int:
+    """1-based line number of a 0-based character position."""
+    return text.count("\n", 0, max(position, 0)) + 1
+
+
+def lock_key(schema: str, table: str) -> int:
+    """Signed 64-bit advisory lock key for a history table."""
+    digest = hashlib.sha256((f"{LOCK_NAMESPACE}{schema}.{table}").encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class Plan:
+    """What a run has to do, computed from the files and the history rows."""
+
+    def __init__(self) -> None:
+        self.pending = []
+        self.baseline = None
+        self.warnings = []
+        self.recorded = []
+
+
+def build_plan(
+    migrations: list,
+    history: list,
+    target_version: object = None,
+    baseline_version: object = None,
+    on_checksum_mismatch: str = "fail",
+    out_of_order: bool = False,
+) -> Plan:
+    """Compare the files with the history rows.
+
+    history rows are dicts with version, type ('SQL' or 'BASELINE'), checksum and script.
+    Raise MigrationError for an edited applied file (unless on_checksum_mismatch='warn')
+    and for a late file older than the highest recorded version (unless out_of_order).
+    """
+    plan = Plan()
+    rows = {}
+    for row in history:
+        rows[parse_version(row["version"])] = row
+    plan.recorded = sorted(rows)
+    target = None if target_version in (None, "") else parse_version(target_version)
+
+    baselines = [k for k, r in rows.items() if r.get("type") == "BASELINE"]
+    baseline = max(baselines) if baselines else None
+    if not rows and baseline_version not in (None, ""):
+        baseline = parse_version(baseline_version)
+        plan.baseline = baseline
+
+    on_disk = set()
+    mismatched = []
+    for m in migrations:
+        on_disk.add(m.key)
+        row = rows.get(m.key)
+        if row is not None:
+            if row.get("type", "SQL") == "SQL" and row.get("checksum") != m.checksum:
+                mismatched.append((m, row))
+            continue
+        if baseline is not None and m.key <= baseline:
+            continue
+        if target is not None and m.key > target:
+            continue
+        plan.pending.append(m)
+
+    for m, row in mismatched:
+        text = (
+            "checksum mismatch for version {} ({}): recorded sha256 {}, the file now has {}; "
+            "an applied file must not change, add a new version instead".format(
+                m.version, m.script, row.get("checksum"), m.checksum
+            )
+        )
+        if on_checksum_mismatch != "warn":
+            raise MigrationError(text + " (or set on_checksum_mismatch: warn)")
+        plan.warnings.append(text)
+
+    for key in sorted(rows):
+        row = rows[key]
+        if row.get("type", "SQL") == "SQL" and key not in on_disk:
+            plan.warnings.append(
+                "version {} ({}) is recorded in the history table but its file is missing "
+                "from the directory".format(version_str(key), row.get("script"))
+            )
+
+    if rows and not out_of_order:
+        highest = max(rows)
+        late = [m for m in plan.pending if m.key < highest]
+        if late:
+            raise MigrationError(
+                "{} older than the current version {} and never applied: {}; renumber "
+                "above {} or set out_of_order: true".format(
+                    "file is" if len(late) == 1 else "files are",
+                    version_str(highest),
+                    ", ".join(m.script for m in late),
+                    version_str(highest),
+                )
+            )
+    return plan
+
+
+class MigrationFailed(Exception):
+    def __init__(self, migration: Migration, message: str) -> None:
+        super().__init__(message)
+        self.migration = migration
+
+
+class Migrator:
+    """Reads the history table and applies files over one autocommit connection."""
+
+    def __init__(self, module: AnsibleModule, conn: object) -> None:
+        self.module = module
+        self.conn = conn
+        self.schema = module.params["history_schema"]
+        self.table = module.params["history_table"]
+        sql = psycopg2.sql
+        self.table_ident = sql.Identifier(self.schema, self.table)
+        self.table_name = self.table_ident.as_string(conn)
+        self.lock_key = lock_key(self.schema, self.table)
+
+    def execute(self, query: object, params: object = None) -> list:
+        with self.conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def acquire_lock(self, timeout: int) -> None:
+        """Take the session-level advisory lock, waiting at most timeout seconds."""
+        self.execute("SELECT set_config('lock_timeout', %s, false)", (f"{timeout}s",))
+        try:
+            self.execute("SELECT pg_advisory_lock(%s)", (self.lock_key,))
+        except psycopg2.Error as e:
+            if getattr(e, "pgcode", None) != "55P03":  # lock_not_available
+                raise
+            holder = self.lock_holder()
+            self.module.fail_json(
+                msg=f"could not take the migration lock on {self.table_name} within {timeout} s:"
+                f" another run holds it{holder}",
+                applied=[],
+                pending=[],
+            )
+        finally:
+            self.execute("RESET lock_timeout")
+
+    def lock_holder(self) -> str:
+        unsigned = self.lock_key & 0xFFFFFFFFFFFFFFFF
+        rows = self.execute(
+            "SELECT a.pid, a.application_name, a.client_addr::text, a.backend_start::text"
+            " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            " AND l.classid::bigint = %s AND l.objid::bigint = %s",
+            (unsigned >> 32, unsigned & 0xFFFFFFFF),
+        )
+        if not rows:
+            return ""
+        pid, app, addr, since = rows[0]
+        return " (backend pid {}, application {}, client {}, connected since {})".format(
+            pid,
+            app or "-",
+            addr or "local",
+            since,
+        )
+
+    def release_lock(self) -> None:
+        self.execute("SELECT pg_advisory_unlock(%s)", (self.lock_key,))
+
+    def history_exists(self) -> bool:
+        return self.execute("SELECT to_regclass(%s) IS NOT NULL", (self.table_name,))[0][0]
+
+    def read_history(self) -> list:
+        if not self.history_exists():
+            return []
+        query = psycopg2.sql.SQL(
+            "SELECT version, description, type, script, checksum FROM {}"
+        ).format(self.table_ident)
+        try:
+            rows = self.execute(query)
+        except psycopg2.Error as e:
+            raise MigrationError(
+                f"cannot read the history table {self.table_name}: {pg_error_text(e)}"
+            ) from e
+        return [
+            dict(version=r[0], description=r[1], type=r[2], script=r[3], checksum=r[4])
+            for r in rows
+        ]
+
+    def ensure_history_table(self) -> None:
+        sql = psycopg2.sql
+        if not self.execute(
+            "SELECT to_regnamespace(%s) IS NOT NULL",
+            (sql.Identifier(self.schema).as_string(self.conn),),
+        )[0][0]:
+            self.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+        self.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " version text PRIMARY KEY,"
+                " description text NOT NULL,"
+                " type text NOT NULL DEFAULT 'SQL' CHECK (type IN ('SQL', 'BASELINE')),"
+                " script text,"
+                " checksum text,"
+                " applied_at timestamptz NOT NULL DEFAULT now(),"
+                " execution_ms integer NOT NULL DEFAULT 0,"
+                " applied_by text NOT NULL DEFAULT session_user)"
+            ).format(self.table_ident)
+        )
+
+    def _insert(
+        self,
+        version: str,
+        description: str,
+        kind: str,
+        script: object,
+        checksum: object,
+        execution_ms: int,
+    ) -> None:
+        self.execute(
+            psycopg2.sql.SQL(
+                "INSERT INTO {} (version, description, type, script, checksum, execution_ms,"
+                " applied_by) VALUES (%s, %s, %s, %s, %s, %s, session_user)"
+            ).format(self.table_ident),
+            (version, description, kind, script, checksum, execution_ms),
+        )
+
+    def record_baseline(self, key: tuple) -> None:
+        self._insert(version_str(key), "<< baseline >>", "BASELINE", None, None, 0)
+
+    def apply(self, m: Migration) -> int:
+        """Run one file and record it; return its execution time in ms."""
+        offset = 0
+        in_tx = False
+        try:
+            started = time.monotonic()
+            if m.transaction:
+                self.execute("BEGIN")
+                in_tx = True
+                if m.sql.strip():
+                    self.execute(m.sql)
+            else:
+                for stmt_offset, statement in split_statements(m.sql):
+                    offset = stmt_offset
+                    self.execute(statement)
+            elapsed = round((time.monotonic() - started) * 1000)
+            offset = None
+            self.execute("RESET ALL")
+            self._insert(m.version, m.description, "SQL", m.script, m.checksum, elapsed)
+            if in_tx:
+                self.execute("COMMIT")
+                in_tx = False
+        except Exception as e:
+            if in_tx:
+                # The connection may be gone; the server then rolls back by itself.
+                with contextlib.suppress(Exception):
+                    self.execute("ROLLBACK")
+            if offset is None:
+                where = f"while recording it in {self.table_name}"
+            else:
+                position = getattr(getattr(e, "diag", None), "statement_position", None)
+                try:
+                    pos = offset + int(position) - 1
+                except (TypeError, ValueError):
+                    pos = offset
+                where = f"at line {line_of(m.sql, pos)}"
+            text = pg_error_text(e) if isinstance(e, psycopg2.Error) else to_native(e)
+            raise MigrationFailed(
+                m,
+                f"version {m.version} ({m.script}) failed {where} and was not applied: {text}",
+            ) from e
+        self.execute("RESET ALL")
+        return elapsed
+
+
+def main() -> None:
+    argument_spec = postgresql_argument_spec()
+    argument_spec.update(
+        path=dict(type="path", required=True),
+        history_table=dict(type="str", default="cachestack_schema_history"),
+        history_schema=dict(type="str", default="public"),
+        target_version=dict(type="raw"),
+        baseline_version=dict(type="raw"),
+        on_checksum_mismatch=dict(type="str", default="fail", choices=["fail", "warn"]),
+        out_of_order=dict(type="bool", default=False),
+        lock_timeout=dict(type="int", default=300),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    result = dict(changed=False, applied=[], pending=[], current_version=None, baseline=None)
+
+    if p["lock_timeout"] < 0:
+        module.fail_json(msg="lock_timeout must be 0 (wait forever) or more seconds", **result)
+    try:
+        for opt in ("target_version", "baseline_version"):
+            if p[opt] not in (None, ""):
+                parse_version(p[opt])
+        migrations = load_migrations(p["path"])
+    except (MigrationError, OSError) as e:
+        module.fail_json(msg=to_native(e), **result)
+
+    conn = connect(module, autocommit=True, readonly=module.check_mode)
+    try:
+        migrator = Migrator(module, conn)
+        result["history_table"] = migrator.table_name
+        if not module.check_mode:
+            migrator.acquire_lock(p["lock_timeout"])
+        try:
+            history = migrator.read_history()
+            plan = build_plan(
+                migrations,
+                history,
+                target_version=p["target_version"],
+                baseline_version=p["baseline_version"],
+                on_checksum_mismatch=p["on_checksum_mismatch"],
+                out_of_order=p["out_of_order"],
+            )
+        except MigrationError as e:
+            module.fail_json(msg=to_native(e), **result)
+        for warning in plan.warnings:
+            module.warn(warning)
+
+        recorded = list(plan.recorded)
+        before = [version_str(k) for k in recorded]
+        result["current_version"] = before[-1] if before else None
+        result["pending"] = [m.summary() for m in plan.pending]
+        if plan.baseline is not None:
+            result["baseline"] = version_str(plan.baseline)
+        changed = bool(plan.pending) or plan.baseline is not None
+
+        if module.check_mode:
+            after = set(recorded) | {m.key for m in plan.pending}
+            if plan.baseline is not None:
+                after.add(plan.baseline)
+        else:
+            if changed:
+                migrator.ensure_history_table()
+            if plan.baseline is not None:
+                migrator.record_baseline(plan.baseline)
+                recorded.append(plan.baseline)
+            remaining = list(plan.pending)
+            while remaining:
+                m = remaining[0]
+                try:
+                    ms = migrator.apply(m)
+                except MigrationFailed as e:
+                    result["pending"] = [x.summary() for x in remaining]
+                    result["changed"] = bool(result["applied"]) or plan.baseline is not None
+                    result["current_version"] = version_str(max(recorded)) if recorded else None
+                    module.fail_json(msg=to_native(e), **result)
+                remaining.pop(0)
+                recorded.append(m.key)
+                summary = m.summary()
+                summary["execution_ms"] = ms
+                result["applied"].append(summary)
+            result["pending"] = []
+            after = set(recorded)
+            if recorded:
+                result["current_version"] = version_str(max(recorded))
+
+        result["changed"] = changed
+        if module._diff:
+            result["diff"] = dict(
+                before=dict(versions=before),
+                after=dict(versions=[version_str(k) for k in sorted(after)]),
+            )
+        if not module.check_mode:
+            migrator.release_lock()
+    except psycopg2.Error as e:
+        module.fail_json(msg=f"PostgreSQL error: {pg_error_text(e)}", **result)
+    finally:
+        conn.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
