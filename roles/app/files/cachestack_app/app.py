@@ -1,0 +1,228 @@
+"""The WSGI application: a plain-WSGI fast path for ``/`` and Flask for the rest."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from . import metrics
+from .cache import Cache, CacheUnavailable, CircuitBreaker
+from .config import AppConfig, ConfigError, load_config
+from .db import Database, DatabaseUnavailable
+from .page import ERROR_PAGE, UNAVAILABLE_PAGE, html, render_page
+from .service import PageService, PageUnavailable
+
+log = logging.getLogger("cachestack_app")
+
+# gunicorn's Arbiter.WORKER_BOOT_ERROR: the master halts instead of respawning workers.
+WORKER_BOOT_ERROR = 3
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def configure_logging() -> None:
+    """One line per event on stderr (gunicorn's error log, the journal under systemd)."""
+    if log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "[%(asctime)s] [%(process)d] [%(levelname)s] cachestack_app: %(message)s",
+            "%Y-%m-%d %H:%M:%S %z",
+        )
+    )
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+class CachestackApp:
+    """Serves ``GET /`` without Flask's per-request machinery; hands the rest to Flask."""
+
+    def __init__(self, config: AppConfig, db: Database, cache: Cache, flask_app: Flask):
+        self.config = config
+        self.db = db
+        self.cache = cache
+        self.service = PageService(config, db, cache)
+        self.flask_app = flask_app
+        self._host_html = html(config.postgresql.host)
+        self._latency = metrics.LATENCY.labels("/")
+        self._requests: dict[tuple[str, str], Any] = {}
+
+    def _count(self, method: str, status: str, seconds: float) -> None:
+        child = self._requests.get((method, status))
+        if child is None:
+            child = metrics.REQUESTS.labels("/", method, status)
+            self._requests[(method, status)] = child
+        child.inc()
+        self._latency.observe(seconds)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/":
+            method = environ.get("REQUEST_METHOD", "GET")
+            if method in ("GET", "HEAD"):
+                return self.index(method, start_response)
+            start_response(
+                "405 Method Not Allowed",
+                [("Allow", "GET, HEAD"), ("Content-Type", "text/plain"), ("Content-Length", "0")],
+            )
+            return [b""]
+        return self.flask_app.wsgi_app(environ, start_response)
+
+    def index(self, method: str, start_response: StartResponse) -> Iterable[bytes]:
+        start = time.perf_counter()
+        try:
+            result = self.service.fetch()
+        except PageUnavailable as exc:
+            return self._respond(
+                start_response,
+                method,
+                "503 Service Unavailable",
+                UNAVAILABLE_PAGE,
+                exc.outcome,
+                exc.result.cache_seconds,
+                exc.result.db_seconds,
+                start,
+                extra=[("Retry-After", "5")],
+            )
+        except Exception as exc:  # never a traceback in the response
+            log.error("GET / failed: %s: %s", exc.__class__.__name__, str(exc)[:200])
+            return self._respond(
+                start_response,
+                method,
+                "500 Internal Server Error",
+                ERROR_PAGE,
+                "BYPASS",
+                0,
+                0,
+                start,
+            )
+        metrics.OUTCOME_COUNTERS[result.outcome].inc()
+        elapsed = time.perf_counter() - start
+        body = render_page(result.version_html, self._host_html, elapsed, result.outcome)
+        extra = []
+        if result.lock_wait_seconds:
+            extra.append(("X-Cache-Lock-Wait", f"{result.lock_wait_seconds:.3f}"))
+        return self._respond(
+            start_response,
+            method,
+            "200 OK",
+            body,
+            result.outcome,
+            result.cache_seconds,
+            result.db_seconds,
+            start,
+            extra,
+            lock_wait=result.lock_wait_seconds,
+        )
+
+    def _respond(
+        self,
+        start_response: StartResponse,
+        method: str,
+        status: str,
+        body: bytes,
+        outcome: str,
+        cache_seconds: float,
+        db_seconds: float,
+        start: float,
+        extra: list[tuple[str, str]] | None = None,
+        lock_wait: float = 0.0,
+    ) -> Iterable[bytes]:
+        timing = f"cache;dur={cache_seconds * 1000:.2f}, db;dur={db_seconds * 1000:.2f}"
+        if lock_wait:
+            timing += f", lock;dur={lock_wait * 1000:.2f}"
+        headers = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("X-Cache", outcome),
+            ("Server-Timing", timing),
+        ]
+        if extra:
+            headers.extend(extra)
+        start_response(status, headers)
+        self._count(method, status[:3], time.perf_counter() - start)
+        return [b""] if method == "HEAD" else [body]
+
+
+def _build_flask(db: Database, cache: Cache) -> Flask:
+    flask_app = Flask("cachestack_app")
+
+    @flask_app.get("/healthz/live")
+    def live() -> Response:
+        return jsonify(status="ok")
+
+    @flask_app.get("/healthz/ready")
+    def ready() -> tuple[Response, int]:
+        body: dict[str, str] = {}
+        try:
+            db.ping()
+            body["postgresql"] = "ok"
+        except DatabaseUnavailable as exc:
+            log.warning("readiness: database unavailable: %s", exc)
+            body["postgresql"] = "unavailable"
+        try:
+            cache.ping()
+            body["redis"] = "ok"
+        except CacheUnavailable:
+            body["redis"] = "degraded"
+        if body["postgresql"] != "ok":
+            body["status"] = "unavailable"
+            return jsonify(body), 503
+        body["status"] = "ok" if body["redis"] == "ok" else "degraded"
+        return jsonify(body), 200
+
+    @flask_app.get("/metrics")
+    def metrics_page() -> Response:
+        data, content_type = metrics.render()
+        return Response(data, content_type=content_type)
+
+    @flask_app.errorhandler(500)
+    def internal_error(_exc: Exception) -> tuple[bytes, int, dict[str, str]]:
+        return ERROR_PAGE, 500, {"Content-Type": "text/html; charset=utf-8"}
+
+    @flask_app.after_request
+    def count(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule else "other"
+        metrics.REQUESTS.labels(rule, request.method, str(response.status_code)).inc()
+        return response
+
+    return flask_app
+
+
+def create_app(config_path: str | None = None) -> WSGIApp:
+    """Build the app from the INI file ($CACHESTACK_APP_CONFIG or /etc/cachestack/app.ini).
+
+    A configuration error logs one line naming file, section and key, then exits with
+    status 3 (gunicorn's worker boot error), so gunicorn stops instead of respawning.
+    """
+    configure_logging()
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        sys.stderr.flush()
+        raise SystemExit(WORKER_BOOT_ERROR) from None
+    db = Database(config.postgresql)
+    cache = Cache(config.redis, CircuitBreaker())
+    app = CachestackApp(config, db, cache, _build_flask(db, cache))
+    log.info(
+        "started: postgresql %s:%s/%s sslmode=%s, redis %s:%s ssl=%s cluster=%s, ttl %ss",
+        config.postgresql.host,
+        config.postgresql.port,
+        config.postgresql.dbname,
+        config.postgresql.sslmode,
+        config.redis.host,
+        config.redis.port,
+        str(config.redis.ssl).lower(),
+        str(config.redis.cluster).lower(),
+        config.cache.ttl,
+    )
+    return app

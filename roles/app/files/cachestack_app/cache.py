@@ -1,0 +1,177 @@
+"""Redis access for the cache-aside page: client, circuit breaker, value and lock."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .config import RedisConfig
+
+log = logging.getLogger("cachestack_app")
+
+# Bump the version when the cached value's format changes: old entries are then ignored.
+# The hash tag keeps the value and its lock in one cluster slot.
+CACHE_KEY = "cachestack:{slow_version}:v1"
+LOCK_KEY = "cachestack:{slow_version}:v1:lock"
+
+# Delete the lock only if we still hold it (it may have expired and been taken since).
+_RELEASE_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class CacheUnavailable(Exception):
+    """Redis did not answer (or the circuit breaker is open)."""
+
+
+class CircuitBreaker:
+    """Stop calling Redis for ``cooldown`` seconds after a failure.
+
+    After the cooldown one caller at a time probes Redis (half-open); success closes the
+    breaker, failure opens it again.
+    """
+
+    def __init__(self, cooldown: float = 3.0):
+        self.cooldown = cooldown
+        self._lock = threading.Lock()
+        self._open_until = 0.0  # 0.0 means closed
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        if self._open_until == 0.0:
+            return "closed"
+        if time.monotonic() < self._open_until:
+            return "open"
+        return "half-open"
+
+    def allow(self) -> bool:
+        if self._open_until == 0.0:
+            return True
+        with self._lock:
+            if self._open_until == 0.0:
+                return True
+            if time.monotonic() < self._open_until or self._probing:
+                return False
+            self._probing = True
+            return True
+
+    def success(self) -> None:
+        if self._open_until != 0.0 or self._probing:
+            with self._lock:
+                if self._open_until != 0.0:
+                    log.info("redis is back: caching resumes")
+                self._open_until = 0.0
+                self._probing = False
+
+    def failure(self) -> None:
+        with self._lock:
+            if self._open_until == 0.0:
+                log.warning("redis failed: bypassing the cache for %.1f s", self.cooldown)
+            self._open_until = time.monotonic() + self.cooldown
+            self._probing = False
+
+
+def make_client(config: RedisConfig) -> Any:
+    """A redis.Redis or redis.cluster.RedisCluster client with short timeouts.
+
+    One retry on a connection error (a pooled connection that died when Redis restarted),
+    none on a timeout: a hung Redis costs one socket_timeout, not redis-py's default of
+    ten retries with backoff.
+    """
+    kwargs: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "socket_timeout": config.socket_timeout,
+        "socket_connect_timeout": config.socket_timeout,
+        "health_check_interval": 0,
+        "client_name": "cachestack_app",
+    }
+    if config.password:
+        kwargs["password"] = config.password
+    if config.username:
+        kwargs["username"] = config.username
+    if config.ssl:
+        kwargs.update(ssl=True, ssl_cert_reqs="required", ssl_check_hostname=True)
+        if config.ssl_ca_certs:
+            kwargs["ssl_ca_certs"] = config.ssl_ca_certs
+    if config.cluster:
+        from redis.cluster import RedisCluster
+
+        # The cluster client's own retry loop re-reads the topology between attempts.
+        kwargs["retry"] = Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
+        return RedisCluster(**kwargs)
+    kwargs["retry"] = Retry(
+        ExponentialBackoff(cap=0.05, base=0.01), 1, supported_errors=(redis.ConnectionError,)
+    )
+    return redis.Redis(**kwargs)
+
+
+class Cache:
+    """The cached slow_version() value and the lock that guards its recomputation."""
+
+    def __init__(self, config: RedisConfig, breaker: CircuitBreaker | None = None):
+        self.config = config
+        self.breaker = breaker or CircuitBreaker()
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    def _get_client(self) -> Any:
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    # RedisCluster reads the topology here, so this can fail too.
+                    self._client = make_client(self.config)
+                client = self._client
+        return client
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if not self.breaker.allow():
+            raise CacheUnavailable("circuit breaker open")
+        try:
+            result = getattr(self._get_client(), method)(*args, **kwargs)
+        except (redis.RedisError, OSError) as exc:
+            self.breaker.failure()
+            if self.config.cluster:
+                self._drop_cluster_client()
+            raise CacheUnavailable(f"{exc.__class__.__name__}: {exc}"[:200]) from None
+        self.breaker.success()
+        return result
+
+    def _drop_cluster_client(self) -> None:
+        # A RedisCluster that lost every node keeps an empty topology: start afresh.
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # already broken
+                log.debug("closing a broken redis cluster client failed")
+
+    def get(self) -> bytes | None:
+        return self._call("get", CACHE_KEY)
+
+    def set(self, value: bytes, ttl_ms: int) -> None:
+        self._call("set", CACHE_KEY, value, px=ttl_ms)
+
+    def acquire_lock(self, token: str, ttl_ms: int) -> bool:
+        return bool(self._call("set", LOCK_KEY, token, nx=True, px=ttl_ms))
+
+    def lock_held(self) -> bool:
+        return bool(self._call("exists", LOCK_KEY))
+
+    def release_lock(self, token: str) -> None:
+        self._call("eval", _RELEASE_LOCK, 1, LOCK_KEY, token)
+
+    def ping(self) -> bool:
+        return bool(self._call("ping"))

@@ -1,0 +1,47 @@
+"""Prometheus metrics. In multiprocess mode (PROMETHEUS_MULTIPROC_DIR set before the app
+starts, as under gunicorn) every worker writes its own files and /metrics adds them up."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as _multiprocess
+
+REQUESTS = Counter(
+    "cachestack_http_requests", "HTTP requests answered.", ["route", "method", "status"]
+)
+CACHE_HITS = Counter("cachestack_cache_hits", "Pages served from the cache.")
+CACHE_MISSES = Counter("cachestack_cache_misses", "Pages whose value was not in the cache.")
+CACHE_BYPASSES = Counter(
+    "cachestack_cache_bypasses", "Pages served from PostgreSQL without the cache (Redis down)."
+)
+SLOW_QUERIES = Counter("cachestack_slow_queries", "SELECT slow_version() queries run.")
+LOCK_WAITS = Counter(
+    "cachestack_cache_lock_waits", "Requests that waited for another to fill the cache."
+)
+DB_ERRORS = Counter("cachestack_db_errors", "Database errors (pages answered 503).")
+LATENCY = Histogram(
+    "cachestack_http_request_duration_seconds",
+    "Time to answer a request.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+OUTCOME_COUNTERS = {"HIT": CACHE_HITS, "MISS": CACHE_MISSES, "BYPASS": CACHE_BYPASSES}
+
+
+def render() -> tuple[bytes, str]:
+    """The metrics page body and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        _multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,254 @@
+"""Fixtures for the app's integration tests: real PostgreSQL and Redis on loopback, the app
+in-process (werkzeug test client) or under gunicorn."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers.postgresql import (  # noqa: F401
+    PostgresDatabase,
+    PostgresServer,
+    free_port,
+    postgresql_database,
+    postgresql_private_server,
+    postgresql_server,
+)
+from tests.servers.redis import (  # noqa: F401
+    RedisServer,
+    redis_cluster,
+    redis_private_server,
+    redis_server,
+    redis_tls_server,
+    tls_certificates,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+APP_DIR = REPO / "roles" / "app" / "files"
+if str(APP_DIR) not in sys.path:
+    sys.path.insert(0, str(APP_DIR))
+
+# Short on purpose: 5 s is not the point here. The app only knows the function's name.
+SLOW_SECONDS = 0.5
+
+SLOW_FUNCTION_SQL = f"""
+CREATE TABLE IF NOT EXISTS slow_version_calls (id serial PRIMARY KEY, at timestamptz DEFAULT now());
+CREATE OR REPLACE FUNCTION slow_version() RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO slow_version_calls DEFAULT VALUES;
+    PERFORM pg_sleep({SLOW_SECONDS});
+    RETURN version();
+END
+$$;
+"""
+
+
+def install_slow_function(db: PostgresDatabase | PostgresServer) -> None:
+    db.execute(SLOW_FUNCTION_SQL)
+
+
+def slow_calls(db: PostgresDatabase | PostgresServer) -> int:
+    """How many times PostgreSQL ran slow_version() (counted inside the database)."""
+    return int(db.execute("SELECT count(*) FROM slow_version_calls")[0][0])
+
+
+def ini(
+    pg: PostgresDatabase | PostgresServer,
+    redis: Any,
+    dbname: str | None = None,
+    ttl: int = 300,
+    postgresql: dict[str, Any] | None = None,
+    redis_extra: dict[str, Any] | None = None,
+    cluster: bool = False,
+) -> str:
+    """INI text for the app pointing at the given servers."""
+    pg_values: dict[str, Any] = {
+        "host": pg.host,
+        "port": pg.port,
+        "dbname": dbname or getattr(pg, "name", None) or pg.dbname,
+        "user": pg.user,
+        "password": pg.password,
+        "sslmode": "disable",
+        "connect_timeout": 2,
+        "statement_timeout": 10,
+        **(postgresql or {}),
+    }
+    redis_values: dict[str, Any] = {"host": redis.host, "port": redis.port}
+    if getattr(redis, "password", None):
+        redis_values["password"] = redis.password
+    if getattr(redis, "ca_file", None):
+        redis_values["ssl"] = "true"
+        redis_values["ssl_ca_certs"] = redis.ca_file
+    if cluster:
+        redis_values["cluster"] = "true"
+    redis_values.update(redis_extra or {})
+    lines = ["[postgresql]"]
+    lines += [f"{k} = {v}" for k, v in pg_values.items() if v is not None]
+    lines += ["", "[redis]"]
+    lines += [f"{k} = {v}" for k, v in redis_values.items() if v is not None]
+    lines += ["", "[cache]", f"ttl = {ttl}", ""]
+    return "\n".join(lines)
+
+
+def write_ini(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "app.ini"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def app_db(postgresql_database: PostgresDatabase) -> PostgresDatabase:  # noqa: F811
+    """A fresh database with slow_version() and its call counter."""
+    install_slow_function(postgresql_database)
+    return postgresql_database
+
+
+@pytest.fixture
+def clean_redis(redis_server: RedisServer) -> RedisServer:  # noqa: F811
+    client = redis_server.client()
+    client.flushall()
+    client.close()
+    return redis_server
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: str
+    seconds: float
+
+
+@dataclass
+class Gunicorn:
+    """gunicorn serving cachestack_app from roles/app/files, as the app role runs it."""
+
+    config_path: Path
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    workers: int = 2
+    threads: int = 4
+    process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        metrics_dir = self.workdir / "metrics"
+        metrics_dir.mkdir(exist_ok=True)
+        return {
+            **os.environ,
+            "CACHESTACK_APP_CONFIG": str(self.config_path),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        }
+
+    def command(self) -> list[str]:
+        gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+        return [
+            gunicorn,
+            "cachestack_app:create_app()",
+            "-w",
+            str(self.workers),
+            "-k",
+            "gthread",
+            "--threads",
+            str(self.threads),
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--graceful-timeout",
+            "2",
+            "--no-control-socket",
+        ]
+
+    def start(self, timeout: float = 20) -> None:
+        self.process = subprocess.Popen(
+            self.command(),
+            cwd=APP_DIR,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.process.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                if get(self.url + "/healthz/live", timeout=1).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("gunicorn did not answer /healthz/live")
+
+    def stop(self) -> str:
+        if self.process is None:
+            return ""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        return out or ""
+
+
+def get(url: str, method: str = "GET", timeout: float = 30) -> Response:
+    """One HTTP request with urllib; HTTP errors are returned, not raised."""
+    request = urllib.request.Request(url, method=method)  # noqa: S310 - http on loopback
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
+            body = resp.read().decode()
+            status, headers = resp.status, dict(resp.headers.items())
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode()
+        status, headers = exc.code, dict(exc.headers.items())
+    return Response(status, headers, body, time.perf_counter() - start)
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Any:
+    """Build the app in-process for an INI text; returns (app, werkzeug test client)."""
+    from cachestack_app import create_app
+    from werkzeug.test import Client
+
+    def factory(text: str, breaker_cooldown: float = 0.5) -> tuple[Any, Any]:
+        app = create_app(str(write_ini(tmp_path, text)))
+        app.cache.breaker.cooldown = breaker_cooldown
+        return app, Client(app)
+
+    return factory
+
+
+@pytest.fixture
+def gunicorn_factory(tmp_path: Path) -> Iterator[Any]:
+    """Start gunicorn for an INI text: ``gunicorn_factory(ini_text)``; stopped afterwards."""
+    started: list[Gunicorn] = []
+
+    def factory(text: str, **kwargs: Any) -> Gunicorn:
+        workdir = tmp_path / f"gunicorn{len(started)}"
+        workdir.mkdir()
+        server = Gunicorn(write_ini(workdir, text), workdir, **kwargs)
+        started.append(server)
+        server.start()
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()

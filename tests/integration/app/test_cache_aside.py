@@ -1,0 +1,152 @@
+"""The page against real PostgreSQL and Redis: cache-aside, TTL, TLS, cluster, sslmode."""
+
+from __future__ import annotations
+
+import time
+
+from tests.integration.app.conftest import SLOW_SECONDS, ini, slow_calls
+
+
+def test_miss_then_hit(app_db, clean_redis, make_app):
+    _app, client = make_app(ini(app_db, clean_redis))
+    first = client.get("/")
+    assert first.status_code == 200
+    assert first.headers["X-Cache"] == "MISS"
+    page = first.get_data(as_text=True)
+    assert "PostgreSQL 15" in page
+    assert f"<strong>{app_db.host}</strong>" in page
+    assert "Cache: <strong>MISS</strong>" in page
+    assert "Elapsed time:" in page
+    timing = first.headers["Server-Timing"]
+    assert "cache;dur=" in timing and "db;dur=" in timing
+    db_ms = float(timing.split("db;dur=")[1].split(",")[0])
+    assert db_ms >= SLOW_SECONDS * 1000
+
+    second = client.get("/")
+    assert second.status_code == 200
+    assert second.headers["X-Cache"] == "HIT"
+    assert "Cache: <strong>HIT</strong>" in second.get_data(as_text=True)
+    assert "db;dur=0.00" in second.headers["Server-Timing"]
+    assert slow_calls(app_db) == 1
+
+
+def test_cached_value_is_versioned_with_ttl(app_db, clean_redis, make_app):
+    _app, client = make_app(ini(app_db, clean_redis, ttl=100))
+    assert client.get("/").headers["X-Cache"] == "MISS"
+    redis = clean_redis.client()
+    keys = [k.decode() for k in redis.keys("*")]
+    assert keys == ["cachestack:{slow_version}:v1"], keys  # the lock is released
+    ttl_ms = redis.pttl(keys[0])
+    assert 89_000 <= ttl_ms <= 100_000  # TTL less a jitter of at most 10%
+
+
+def test_ttl_expiry(app_db, clean_redis, make_app):
+    _app, client = make_app(ini(app_db, clean_redis, ttl=1))
+    assert client.get("/").headers["X-Cache"] == "MISS"
+    assert client.get("/").headers["X-Cache"] == "HIT"
+    time.sleep(1.1)
+    assert client.get("/").headers["X-Cache"] == "MISS"
+    assert slow_calls(app_db) == 2
+
+
+def test_head_has_headers_and_no_body(app_db, clean_redis, make_app):
+    _app, client = make_app(ini(app_db, clean_redis))
+    client.get("/")
+    head = client.head("/")
+    assert head.status_code == 200
+    assert head.headers["X-Cache"] == "HIT"
+    assert head.get_data() == b""
+
+
+def test_post_to_index_is_refused(app_db, clean_redis, make_app):
+    _app, client = make_app(ini(app_db, clean_redis))
+    assert client.post("/").status_code == 405
+    assert client.get("/nothing-here").status_code == 404
+
+
+def test_html_in_version_is_escaped(app_db, clean_redis, make_app):
+    app_db.execute(
+        "CREATE OR REPLACE FUNCTION slow_version() RETURNS text LANGUAGE sql "
+        "AS $$ SELECT '<script>x</script>'::text $$"
+    )
+    _app, client = make_app(ini(app_db, clean_redis))
+    for _ in range(2):
+        page = client.get("/").get_data(as_text=True)
+        assert "<script>" not in page
+        assert "&lt;script&gt;x&lt;/script&gt;" in page
+
+
+def test_redis_tls_with_password(app_db, redis_tls_server, make_app):
+    redis_tls_server.client().flushall()
+    _app, client = make_app(ini(app_db, redis_tls_server))
+    assert client.get("/").headers["X-Cache"] == "MISS"
+    assert client.get("/").headers["X-Cache"] == "HIT"
+    assert redis_tls_server.client().exists("cachestack:{slow_version}:v1") == 1
+
+
+def test_redis_tls_verifies_the_certificate_by_default(app_db, redis_tls_server, make_app):
+    # No CA file: the test CA is not in the system store, so verification fails.
+    text = ini(app_db, redis_tls_server, redis_extra={"ssl_ca_certs": None})
+    _app, client = make_app(text)
+    assert client.get("/").headers["X-Cache"] == "BYPASS"
+
+
+def test_redis_wrong_password_bypasses(app_db, redis_tls_server, make_app):
+    _app, client = make_app(ini(app_db, redis_tls_server, redis_extra={"password": "wrong"}))
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["X-Cache"] == "BYPASS"
+
+
+def test_redis_cluster_with_tls_and_auth(app_db, redis_cluster, make_app):
+    redis_cluster.client().flushall()
+    _app, client = make_app(ini(app_db, redis_cluster, cluster=True))
+    assert client.get("/").headers["X-Cache"] == "MISS"
+    assert client.get("/").headers["X-Cache"] == "HIT"
+    assert redis_cluster.client().exists("cachestack:{slow_version}:v1") == 1
+    assert slow_calls(app_db) == 1
+
+
+def test_sslmode_is_honoured(app_db, clean_redis, make_app):
+    # The test server has no TLS: sslmode=require must fail rather than fall back.
+    _app, client = make_app(ini(app_db, clean_redis, postgresql={"sslmode": "require"}))
+    response = client.get("/")
+    assert response.status_code == 503
+    assert slow_calls(app_db) == 0
+    _app, client = make_app(ini(app_db, clean_redis, postgresql={"sslmode": "prefer"}))
+    assert client.get("/").status_code == 200
+
+
+def test_statement_timeout_is_honoured(app_db, clean_redis, make_app):
+    text = ini(app_db, clean_redis, postgresql={"statement_timeout": 0.2})
+    _app, client = make_app(text)
+    response = client.get("/")
+    assert response.status_code == 503
+    assert "Traceback" not in response.get_data(as_text=True)
+    # The lock was released: the next request tries again rather than waiting.
+    assert clean_redis.client().exists("cachestack:{slow_version}:v1:lock") == 0
+
+
+def test_healthz(app_db, clean_redis, make_app):
+    _app, client = make_app(ini(app_db, clean_redis))
+    live = client.get("/healthz/live")
+    assert live.status_code == 200 and live.json == {"status": "ok"}
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200
+    assert ready.json == {"status": "ok", "postgresql": "ok", "redis": "ok"}
+
+
+def test_metrics_in_process(app_db, clean_redis, make_app):
+    _app, client = make_app(ini(app_db, clean_redis))
+    client.get("/")
+    client.get("/")
+    text = client.get("/metrics").get_data(as_text=True)
+    for name in (
+        "cachestack_http_requests_total",
+        "cachestack_cache_hits_total",
+        "cachestack_cache_misses_total",
+        "cachestack_cache_bypasses_total",
+        "cachestack_slow_queries_total",
+        "cachestack_http_request_duration_seconds_bucket",
+    ):
+        assert name in text
