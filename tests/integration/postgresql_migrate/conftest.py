@@ -1,0 +1,194 @@
+"""Run cachestack.aws.postgresql_migrate through real ansible-playbook processes.
+
+The database is a fresh one on the session PostgreSQL server of tests/servers/postgresql.py
+(127.0.0.1, scram-sha-256). Each run writes a one-task playbook and a 0600 vars file (the
+password never appears on a command line) to the test's tmp_path, runs ansible-playbook from
+the repository root (its ansible.cfg resolves cachestack.aws from this checkout) with the
+ansible.posix.json callback, and returns the task's result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers.postgresql import (  # noqa: F401
+    PostgresDatabase,
+    postgresql_database,
+    postgresql_server,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+
+
+@dataclass
+class PlayRun:
+    """One ansible-playbook process and the module's result."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    result: dict[str, Any]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.result.get("failed"))
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.result.get("changed"))
+
+    @property
+    def msg(self) -> str:
+        return str(self.result.get("msg", ""))
+
+    @property
+    def applied(self) -> list[str]:
+        return [a["version"] for a in self.result.get("applied", [])]
+
+    @property
+    def pending(self) -> list[str]:
+        return [p["version"] for p in self.result.get("pending", [])]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [str(w) for w in self.result.get("warnings", [])]
+
+
+class Migrate:
+    """Writes migration files and runs the module against one database."""
+
+    def __init__(self, db: PostgresDatabase, tmp_path: Path) -> None:
+        self.db = db
+        self.tmp = tmp_path
+        self.dir = tmp_path / "migrations"
+        self.dir.mkdir()
+        self._n = 0
+        self.vars_file = tmp_path / "secret-vars.json"
+        fd = os.open(self.vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"pg_password": db.password}, fh)
+        if not ANSIBLE_PLAYBOOK.exists():
+            raise FileNotFoundError(f"{ANSIBLE_PLAYBOOK} not found: run scripts/setup")
+
+    def write(self, name: str, sql: str) -> Path:
+        path = self.dir / name
+        path.write_text(sql)
+        return path
+
+    def args(self, **overrides: Any) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "path": str(self.dir),
+            "login_host": self.db.host,
+            "login_port": self.db.port,
+            "login_user": self.db.user,
+            "login_password": "{{ pg_password }}",
+            "login_db": self.db.name,
+            "ssl_mode": "disable",
+        }
+        args.update(overrides)
+        return args
+
+    def start(
+        self,
+        check: bool = False,
+        diff: bool = False,
+        environment: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> tuple[subprocess.Popen[str], Path]:
+        """Start ansible-playbook without waiting; finish() collects it."""
+        self._n += 1
+        task: dict[str, Any] = {
+            "name": "Migrate",
+            "cachestack.aws.postgresql_migrate": self.args(**overrides),
+        }
+        if environment:
+            task["environment"] = environment
+        play = [{"name": "Migrate", "hosts": "localhost", "gather_facts": False, "tasks": [task]}]
+        playbook = self.tmp / f"play{self._n}.yml"
+        playbook.write_text(json.dumps(play, indent=2))
+        cmd = [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "-e",
+            f"@{self.vars_file}",
+            str(playbook),
+        ]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        env = {
+            **os.environ,
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+            "ANSIBLE_LOCALHOST_WARNING": "false",
+            "ANSIBLE_NOCOLOR": "1",
+        }
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        return proc, playbook
+
+    @staticmethod
+    def finish(started: tuple[subprocess.Popen[str], Path], timeout: float = 120) -> PlayRun:
+        proc, playbook = started
+        stdout, stderr = proc.communicate(timeout=timeout)
+        try:
+            report = json.loads(stdout)
+            result = report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        except (ValueError, KeyError, IndexError) as exc:
+            raise AssertionError(
+                f"no module result from ansible-playbook {playbook} (rc {proc.returncode}):\n"
+                f"{stdout[-3000:]}\n{stderr[-3000:]}"
+            ) from exc
+        return PlayRun(proc.returncode, stdout, stderr, result)
+
+    def run(self, **kwargs: Any) -> PlayRun:
+        return self.finish(self.start(**kwargs))
+
+    # --- looking at the database --------------------------------------------------------
+
+    def query(self, sql: str, params: Any = None) -> list[tuple]:
+        return self.db.execute(sql, params)
+
+    def history(
+        self, schema: str = "public", table: str = "cachestack_schema_history"
+    ) -> list[tuple]:
+        """(version, type) rows of a history table, oldest first."""
+        from psycopg2 import sql
+
+        query = sql.SQL("SELECT version, type FROM {} ORDER BY applied_at, version").format(
+            sql.Identifier(schema, table)
+        )
+        conn = self.db.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def history_versions(self) -> list[str]:
+        return [v for v, _t in self.history()]
+
+    def exists(self, relation: str) -> bool:
+        return self.query("SELECT to_regclass(%s) IS NOT NULL", (relation,))[0][0]
+
+
+@pytest.fixture
+def migrate(postgresql_database: PostgresDatabase, tmp_path: Path) -> Migrate:  # noqa: F811
+    return Migrate(postgresql_database, tmp_path)

@@ -1,0 +1,304 @@
+"""cachestack.aws.postgresql_migrate against a real PostgreSQL, through ansible-playbook."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from .conftest import Migrate
+
+V1 = "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL);\n"
+V2 = "INSERT INTO items (name) VALUES ('apple'), ('pear');\n"
+V3 = "ALTER TABLE items ADD COLUMN price numeric NOT NULL DEFAULT 0;\n"
+V4 = "CREATE TABLE orders (id serial PRIMARY KEY, item_id int REFERENCES items);\n"
+
+
+def test_check_apply_check_apply(migrate: Migrate) -> None:
+    """Check mode on an empty database changes nothing; apply once; then nothing to do."""
+    migrate.query("CREATE SEQUENCE probe")
+    migrate.write("V1__create_items.sql", V1)
+    migrate.write("V2__seed_items.sql", V2)
+    # If any statement of this file ran, even in a rolled-back transaction, the
+    # (non-transactional) sequence would have moved.
+    migrate.write("V10__probe.sql", "SELECT nextval('probe');\n")
+    migrate.write("README.md", "not a migration\n")
+
+    plan = migrate.run(check=True, diff=True)
+    assert plan.rc == 0, plan.msg
+    assert plan.changed
+    assert plan.pending == ["1", "2", "10"]
+    assert plan.applied == []
+    assert plan.result["current_version"] is None
+    assert plan.result["diff"]["before"]["versions"] == []
+    assert plan.result["diff"]["after"]["versions"] == ["1", "2", "10"]
+    assert not migrate.exists("public.cachestack_schema_history")
+    assert not migrate.exists("public.items")
+    assert migrate.query("SELECT last_value, is_called FROM probe") == [(1, False)]
+
+    first = migrate.run(diff=True)
+    assert first.rc == 0, first.msg
+    assert first.changed
+    assert first.applied == ["1", "2", "10"]
+    assert first.pending == []
+    assert first.result["current_version"] == "10"
+    assert first.result["diff"]["after"]["versions"] == ["1", "2", "10"]
+    assert migrate.query("SELECT count(*) FROM items") == [(2,)]
+    assert migrate.query("SELECT last_value, is_called FROM probe") == [(1, True)]
+    rows = migrate.query(
+        "SELECT version, description, type, script, checksum, execution_ms >= 0,"
+        " applied_by, applied_at <= now() FROM cachestack_schema_history ORDER BY applied_at"
+    )
+    assert rows == [
+        ("1", "create items", "SQL", "V1__create_items.sql",
+         hashlib.sha256(V1.encode()).hexdigest(), True, migrate.db.user, True),
+        ("2", "seed items", "SQL", "V2__seed_items.sql",
+         hashlib.sha256(V2.encode()).hexdigest(), True, migrate.db.user, True),
+        ("10", "probe", "SQL", "V10__probe.sql",
+         hashlib.sha256(b"SELECT nextval('probe');\n").hexdigest(), True, migrate.db.user, True),
+    ]  # fmt: skip
+    assert all(isinstance(a["execution_ms"], int) for a in first.result["applied"])
+
+    again = migrate.run(check=True, diff=True)
+    assert again.rc == 0, again.msg
+    assert not again.changed
+    assert again.pending == []
+    assert again.result["current_version"] == "10"
+
+    second = migrate.run()
+    assert second.rc == 0, second.msg
+    assert not second.changed
+    assert second.applied == []
+    assert migrate.query("SELECT count(*) FROM items") == [(2,)]
+    assert migrate.history_versions() == ["1", "2", "10"]
+
+
+def test_new_file_added_later_only_it_runs(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1)
+    migrate.write("V2__seed_items.sql", V2)
+    assert migrate.run().applied == ["1", "2"]
+    before = migrate.query("SELECT version, applied_at FROM cachestack_schema_history")
+
+    migrate.write("V3__add_price.sql", V3)
+    later = migrate.run()
+    assert later.rc == 0, later.msg
+    assert later.changed
+    assert later.applied == ["3"]
+    assert later.result["current_version"] == "3"
+    after = migrate.query("SELECT version, applied_at FROM cachestack_schema_history")
+    assert set(before) < set(after)
+    assert migrate.query("SELECT count(*) FROM items") == [(2,)]  # V2 did not run again
+
+
+def test_broken_file_stops_the_run_and_leaves_nothing(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1)
+    migrate.write("V2__seed_items.sql", V2)
+    broken = "CREATE TABLE v3_half (id int);\nINSERT INTO no_such_table VALUES (1);\n"
+    migrate.write("V3__broken.sql", broken)
+    migrate.write("V4__orders.sql", V4)
+
+    failed = migrate.run()
+    assert failed.rc != 0
+    assert failed.failed
+    assert "V3__broken.sql" in failed.msg
+    assert "version 3" in failed.msg
+    assert 'relation "no_such_table" does not exist' in failed.msg
+    assert "line 2" in failed.msg
+    assert failed.applied == ["1", "2"]
+    assert failed.pending == ["3", "4"]
+    assert failed.result["current_version"] == "2"
+    assert not migrate.exists("public.v3_half")
+    assert not migrate.exists("public.orders")
+    assert migrate.history_versions() == ["1", "2"]
+    assert migrate.query("SELECT count(*) FROM items") == [(2,)]
+
+    migrate.write("V3__broken.sql", "CREATE TABLE v3_half (id int);\n")
+    fixed = migrate.run()
+    assert fixed.rc == 0, fixed.msg
+    assert fixed.applied == ["3", "4"]
+    assert migrate.exists("public.v3_half")
+    assert migrate.exists("public.orders")
+    assert migrate.history_versions() == ["1", "2", "3", "4"]
+
+
+def test_edited_applied_file_fails_or_warns(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1)
+    migrate.write("V2__seed_items.sql", V2)
+    assert migrate.run().applied == ["1", "2"]
+
+    migrate.write("V2__seed_items.sql", V2 + "-- edited after it ran\n")
+    migrate.write("V3__add_price.sql", V3)
+    failed = migrate.run()
+    assert failed.rc != 0
+    assert "checksum mismatch for version 2 (V2__seed_items.sql)" in failed.msg
+    assert failed.applied == []
+    assert migrate.history_versions() == ["1", "2"]  # V3 did not run either
+
+    warned = migrate.run(on_checksum_mismatch="warn")
+    assert warned.rc == 0, warned.msg
+    assert warned.changed
+    assert warned.applied == ["3"]
+    assert any("checksum mismatch for version 2" in w for w in warned.warnings), warned.warnings
+    assert migrate.history_versions() == ["1", "2", "3"]
+
+
+def test_two_playbooks_started_at_the_same_moment(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1)
+    # Long enough that the two runs surely overlap on the lock.
+    migrate.write("V2__slow_seed.sql", "SELECT pg_sleep(1.5);\n" + V2)
+    migrate.write("V3__add_price.sql", V3)
+
+    t0 = time.monotonic()
+    first = migrate.start()
+    second = migrate.start()
+    runs = [migrate.finish(first), migrate.finish(second)]
+    elapsed = time.monotonic() - t0
+
+    assert [r.rc for r in runs] == [0, 0], [r.msg for r in runs]
+    assert sorted(r.changed for r in runs) == [False, True]
+    winner = next(r for r in runs if r.changed)
+    waiter = next(r for r in runs if not r.changed)
+    assert winner.applied == ["1", "2", "3"]
+    assert waiter.applied == []
+    assert waiter.pending == []
+    assert waiter.result["current_version"] == "3"
+    assert migrate.query(
+        "SELECT version, count(*) FROM cachestack_schema_history GROUP BY version ORDER BY 1"
+    ) == [("1", 1), ("2", 1), ("3", 1)]
+    assert migrate.query("SELECT count(*) FROM items") == [(2,)]
+    print(f"two concurrent runs finished in {elapsed:.1f} s")
+
+
+def test_transactional_and_no_transaction_files_in_one_run(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1 + V2)
+    migrate.write(
+        "V2__index_concurrently.sql",
+        "-- cachestack:no-transaction\n"
+        "-- CREATE INDEX CONCURRENTLY cannot run inside a transaction block.\n"
+        "CREATE INDEX CONCURRENTLY items_name_idx ON items (name);\n"
+        "CREATE INDEX CONCURRENTLY items_id_name_idx ON items (id, name);\n",
+    )
+    migrate.write("V3__add_price.sql", V3)
+
+    run = migrate.run()
+    assert run.rc == 0, run.msg
+    assert run.applied == ["1", "2", "3"]
+    assert [a["transaction"] for a in run.result["applied"]] == [True, False, True]
+    assert migrate.query(
+        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE c.relname LIKE 'items_%%_idx' ORDER BY 1"
+    ) == [("items_id_name_idx", True), ("items_name_idx", True)]
+    assert migrate.history_versions() == ["1", "2", "3"]
+
+
+def test_concurrently_without_marker_fails_cleanly(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1)
+    migrate.write("V2__index.sql", "CREATE INDEX CONCURRENTLY items_name_idx ON items (name);\n")
+    run = migrate.run()
+    assert run.rc != 0
+    assert "V2__index.sql" in run.msg
+    assert "cannot run inside a transaction block" in run.msg
+    assert migrate.history_versions() == ["1"]
+
+
+def test_wrong_password_fails_without_revealing_it(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1)
+    wrong = "Wr0ng-Pa55word-7fe1c2"
+    run = migrate.run(login_password=wrong)
+    assert run.rc != 0
+    assert run.failed
+    assert "unable to connect to database" in run.msg
+    assert "password authentication failed" in run.msg
+    assert wrong not in run.stdout + run.stderr
+    assert migrate.db.password not in run.stdout + run.stderr
+
+
+def test_baseline_adopts_an_existing_database(migrate: Migrate) -> None:
+    migrate.query(V1 + V2)  # the schema V1 and V2 would have made, made by hand
+    migrate.write("V1__create_items.sql", V1)
+    migrate.write("V2__seed_items.sql", V2)
+    migrate.write("V3__add_price.sql", V3)
+
+    plan = migrate.run(check=True, baseline_version=2)
+    assert plan.rc == 0, plan.msg
+    assert plan.changed
+    assert plan.pending == ["3"]
+    assert plan.result["baseline"] == "2"
+    assert not migrate.exists("public.cachestack_schema_history")
+
+    run = migrate.run(baseline_version=2)
+    assert run.rc == 0, run.msg
+    assert run.applied == ["3"]
+    assert run.result["baseline"] == "2"
+    assert migrate.history() == [("2", "BASELINE"), ("3", "SQL")]
+    assert migrate.query("SELECT count(*) FROM items") == [(2,)]
+
+    again = migrate.run(baseline_version=2)
+    assert again.rc == 0, again.msg
+    assert not again.changed
+    assert again.warnings == []
+
+
+def test_target_version_and_custom_history_table(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1)
+    migrate.write("V2__seed_items.sql", V2)
+    migrate.write("V2.1__add_price.sql", V3)
+    migrate.write("V10__orders.sql", V4)
+    custom = {"history_schema": "meta", "history_table": "versions"}
+
+    partial = migrate.run(target_version="2", **custom)
+    assert partial.rc == 0, partial.msg
+    assert partial.applied == ["1", "2"]
+    assert partial.pending == []
+    assert partial.result["history_table"] == '"meta"."versions"'
+    assert not migrate.exists("public.cachestack_schema_history")
+    assert [v for v, _t in migrate.history("meta", "versions")] == ["1", "2"]
+
+    rest = migrate.run(**custom)
+    assert rest.rc == 0, rest.msg
+    assert rest.applied == ["2.1", "10"]
+    assert rest.result["current_version"] == "10"
+
+
+def test_lock_held_elsewhere_times_out(migrate: Migrate) -> None:
+    from tests.unit.plugins.modules.test_postgresql_migrate import pm
+
+    migrate.write("V1__create_items.sql", V1)
+    holder = migrate.db.connect()
+    try:
+        with holder.cursor() as cur:
+            cur.execute(
+                "SELECT pg_advisory_lock(%s)",
+                (pm.lock_key("public", "cachestack_schema_history"),),
+            )
+            cur.execute("SELECT pg_backend_pid()")
+            pid = cur.fetchone()[0]
+        t0 = time.monotonic()
+        run = migrate.run(lock_timeout=1)
+        assert run.rc != 0
+        assert "could not take the migration lock" in run.msg
+        assert f"backend pid {pid}" in run.msg
+        assert time.monotonic() - t0 < 30
+        assert not migrate.exists("public.items")
+    finally:
+        holder.close()
+
+
+def test_missing_psycopg2_gives_missing_required_lib(migrate: Migrate, tmp_path: Path) -> None:
+    hidden = tmp_path / "no-psycopg2" / "psycopg2"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('psycopg2 hidden by the test')\n")
+    migrate.write("V1__create_items.sql", V1)
+    run = migrate.run(environment={"PYTHONPATH": str(hidden.parent)})
+    assert run.rc != 0
+    assert "Failed to import the required Python library (psycopg2)" in run.msg
+    assert not migrate.exists("public.items")
+
+
+def test_malformed_file_name_is_named(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1)
+    migrate.write("V2-seed.sql", V2)
+    run = migrate.run()
+    assert run.rc != 0
+    assert "V2-seed.sql" in run.msg
+    assert not migrate.exists("public.items")
