@@ -23,7 +23,7 @@ description:
     module waits for the group to be available between them (AWS refuses an operation on a
     group that is still modifying), even with O(wait=false).
 author:
-  - cachestack.aws contributors
+  - cachestack maintainers (@cachestack)
 options:
   replication_group_id:
     description:
@@ -179,6 +179,8 @@ options:
       - With O(state=present) this also waits for a group that exists but is not available
         yet, so a later task can wait for a group an earlier task created without waiting.
       - Emulators that never finish deleting (moto) need O(wait=false) with O(state=absent).
+      - With O(state=present), a group of the same id that is still being deleted is
+        waited for and then created again; with O(wait=false) that is an error instead.
     type: bool
     default: true
   wait_timeout:
@@ -200,8 +202,13 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    description:
+      - Reads the group and reports what would be created, changed or deleted (the
+        C(actions) list) without making any change.
   diff_mode:
     support: full
+    description:
+      - Shows the compared attributes and tags before and after (never the auth token).
 """
 
 EXAMPLES = r"""
@@ -551,9 +558,16 @@ class ReplicationGroupManager:
         if group is None:
             return self.create()
         if group.get("Status") == "deleting":
-            self.module.fail_json(
-                msg=f"Replication group {self.group_id} is being deleted; run again once it is gone"
-            )
+            # The id is taken until AWS has finished deleting: wait for that, then create.
+            if self.module.check_mode:
+                return self.create()
+            if not self.params["wait"]:
+                self.module.fail_json(
+                    msg=f"Replication group {self.group_id} is still being deleted: run again "
+                    "once it is gone, or with wait=true to wait for that and create it"
+                )
+            self.wait_for("replication_group_deleted")
+            return self.create()
 
         member = self.describe_member(group)
         current = plan.current_state(group, member)
