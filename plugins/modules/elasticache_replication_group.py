@@ -523,7 +523,7 @@ class ReplicationGroupManager:
                 ReplicationGroupId=self.group_id,
                 WaiterConfig={
                     "Delay": WAIT_DELAY,
-                    "MaxAttempts": max(1, timeout // WAIT_DELAY),
+                    "MaxAttempts": max(1, int(timeout // WAIT_DELAY)),
                 },
             )
         except botocore.exceptions.WaiterError as e:
@@ -743,8 +743,9 @@ def plan_method_name(operation: str) -> str:
     return "".join("_" + ch.lower() if ch.isupper() else ch for ch in operation).lstrip("_")
 
 
-def main() -> None:
-    argument_spec = dict(
+def argument_spec() -> dict[str, Any]:
+    """The module's options (also used by the unit tests for defaults)."""
+    return dict(
         replication_group_id=dict(type="str", required=True, aliases=["name"]),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         description=dict(type="str"),
@@ -777,7 +778,10 @@ def main() -> None:
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=1800),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+
+
+def main() -> None:
+    module = AnsibleAWSModule(argument_spec=argument_spec(), supports_check_mode=True)
     manager = ReplicationGroupManager(module)
     if module.params["state"] == "present":
         group = manager.ensure_present()

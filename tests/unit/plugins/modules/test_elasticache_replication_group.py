@@ -1,0 +1,698 @@
+"""Unit tests for cachestack.aws.elasticache_replication_group, against botocore's Stubber.
+
+moto does not implement the resize APIs, so these tests check the requests the module
+sends (IncreaseReplicaCount, DecreaseReplicaCount, ModifyReplicationGroupShardConfiguration,
+ModifyReplicationGroup with AuthToken, tag calls) against the real ElastiCache API shapes:
+the Stubber refuses a request or response that does not fit botocore's service model, and
+any call the test did not expect.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+# The collection resolves as ansible_collections.cachestack.aws from the .collections link
+# that scripts/setup makes (ansible.cfg's collections_path).
+_COLLECTIONS = Path(__file__).resolve().parents[4] / ".collections"
+if str(_COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(_COLLECTIONS))
+
+from ansible_collections.amazon.aws.plugins.module_utils.retries import (  # noqa: E402
+    RetryingBotoClientWrapper,
+)
+from ansible_collections.cachestack.aws.plugins.module_utils import (  # noqa: E402
+    _elasticache as plan,
+)
+from ansible_collections.cachestack.aws.plugins.modules import (  # noqa: E402
+    elasticache_replication_group as erg,
+)
+
+GROUP_ID = "cachestack"
+ARN = f"arn:aws:elasticache:us-east-1:123456789012:replicationgroup:{GROUP_ID}"
+TOKEN = "a-secret-token-of-32-characters!"
+
+
+class ModuleFailed(Exception):
+    """Raised by the fake module's fail_json."""
+
+
+class FakeModule:
+    """The parts of AnsibleAWSModule the manager uses, with a stubbed client."""
+
+    def __init__(self, client: Any, check_mode: bool = False, **params: Any) -> None:
+        self.params = {name: spec.get("default") for name, spec in erg.argument_spec().items()}
+        self.params.update({"replication_group_id": GROUP_ID, "wait": False})
+        self.params.update(params)
+        self.check_mode = check_mode
+        self._diff = True
+        self._client = client
+
+    def client(self, service: str, retry_decorator: Any = None) -> Any:
+        assert service == "elasticache"
+        return RetryingBotoClientWrapper(self._client, retry_decorator)
+
+    def fail_json(self, msg: str, **kwargs: Any) -> None:
+        raise ModuleFailed(msg)
+
+    def fail_json_aws(self, exception: BaseException, msg: str = "", **kwargs: Any) -> None:
+        raise ModuleFailed(f"{msg}: {exception}")
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.client(
+        "elasticache",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def node_group(ngid: str, replicas: int, cluster: bool = True) -> dict[str, Any]:
+    members = [
+        {"CacheClusterId": f"{GROUP_ID}-{ngid}-{i + 1:03d}", "CacheNodeId": "0001"}
+        for i in range(replicas + 1)
+    ]
+    group: dict[str, Any] = {
+        "NodeGroupId": ngid,
+        "Status": "available",
+        "NodeGroupMembers": members,
+    }
+    if cluster:
+        group["Slots"] = "0-16383"
+    else:
+        group["PrimaryEndpoint"] = {
+            "Address": f"master.{GROUP_ID}.x.cache.amazonaws.com",
+            "Port": 6379,
+        }
+        group["ReaderEndpoint"] = {
+            "Address": f"replica.{GROUP_ID}.x.cache.amazonaws.com",
+            "Port": 6379,
+        }
+    return group
+
+
+def group_of(replicas: list[int], cluster: bool = True, **extra: Any) -> dict[str, Any]:
+    """A DescribeReplicationGroups entry with one node group per replica count."""
+    groups = [node_group(f"{i + 1:04d}", count, cluster) for i, count in enumerate(replicas)]
+    group: dict[str, Any] = {
+        "ReplicationGroupId": GROUP_ID,
+        "Description": "cachestack cache",
+        "Status": "available",
+        "MemberClusters": [m["CacheClusterId"] for g in groups for m in g["NodeGroupMembers"]],
+        "NodeGroups": groups,
+        "AutomaticFailover": "enabled",
+        "MultiAZ": "enabled",
+        "SnapshotRetentionLimit": 1,
+        "SnapshotWindow": "05:00-06:00",
+        "ClusterEnabled": cluster,
+        "ClusterMode": "enabled" if cluster else "disabled",
+        "CacheNodeType": "cache.t4g.micro",
+        "AuthTokenEnabled": True,
+        "TransitEncryptionEnabled": True,
+        "TransitEncryptionMode": "required",
+        "AtRestEncryptionEnabled": True,
+        "Engine": "redis",
+        "ARN": ARN,
+    }
+    if cluster:
+        group["ConfigurationEndpoint"] = {
+            "Address": f"clustercfg.{GROUP_ID}.x.cache.amazonaws.com",
+            "Port": 6379,
+        }
+    group.update(extra)
+    return group
+
+
+def member_of(group: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The DescribeCacheClusters entry of the group's first member."""
+    member = {
+        "CacheClusterId": group["MemberClusters"][0],
+        "CacheNodeType": group["CacheNodeType"],
+        "Engine": "redis",
+        "EngineVersion": "7.1.0",
+        "CacheClusterStatus": "available",
+        "PreferredMaintenanceWindow": "sun:06:30-sun:07:30",
+        "CacheParameterGroup": {"CacheParameterGroupName": "default.redis7.cluster.on"},
+        "CacheSubnetGroupName": "cachestack-cache",
+        "SecurityGroups": [{"SecurityGroupId": "sg-0b", "Status": "active"}],
+        "ReplicationGroupId": GROUP_ID,
+    }
+    member.update(extra)
+    return member
+
+
+def expect_read(stubber: Stubber, group: dict[str, Any], member: dict[str, Any] | None) -> None:
+    """The reads ensure_present makes first: the group, then its first member."""
+    stubber.add_response(
+        "describe_replication_groups",
+        {"ReplicationGroups": [group]},
+        {"ReplicationGroupId": GROUP_ID},
+    )
+    if member is not None:
+        stubber.add_response(
+            "describe_cache_clusters",
+            {"CacheClusters": [member]},
+            {"CacheClusterId": group["MemberClusters"][0], "ShowCacheNodeInfo": False},
+        )
+
+
+def expect_available(stubber: Stubber, group: dict[str, Any]) -> None:
+    """One DescribeReplicationGroups answering 'available' (a wait that ends at once)."""
+    stubber.add_response(
+        "describe_replication_groups",
+        {"ReplicationGroups": [group]},
+        {"ReplicationGroupId": GROUP_ID},
+    )
+
+
+def run_present(
+    client: Any,
+    stubber: Stubber,
+    final: dict[str, Any] | None,
+    check_mode: bool = False,
+    **params: Any,
+) -> erg.ReplicationGroupManager:
+    """Run ensure_present; `final` is what the closing describe returns (None: no such call)."""
+    if final is not None and not check_mode:
+        expect_available(stubber, final)
+    manager = erg.ReplicationGroupManager(FakeModule(client, check_mode, **params))
+    manager.ensure_present()
+    return manager
+
+
+# Engine versions
+
+
+@pytest.mark.parametrize(
+    ("wanted", "running", "matches"),
+    [
+        ("7.1", "7.1.0", True),
+        ("7.1.0", "7.1", True),
+        ("7.1", "7.1", True),
+        ("6.2", "6.2.6", True),
+        ("6.x", "6.2.6", True),
+        ("7", "7.1.0", True),
+        ("7.1", "7.0.7", False),
+        ("7.2", "7.1.0", False),
+        ("7.1.1", "7.1.0", False),
+        ("8.0", "7.1.0", False),
+        ("7.1", None, True),
+    ],
+)
+def test_engine_version_matches(wanted: str, running: str | None, matches: bool) -> None:
+    assert plan.engine_version_matches(wanted, running) is matches
+
+
+def test_engine_version_asked_short_is_no_change(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group, EngineVersion="7.1.0"))
+    manager = run_present(client, stubber, group, engine="redis", engine_version="7.1")
+    assert manager.changed is False
+    assert manager.actions == []
+
+
+def test_engine_version_upgrade_sends_modify(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group, EngineVersion="7.0.7"))
+    expect_available(stubber, group)
+    stubber.add_response(
+        "modify_replication_group",
+        {"ReplicationGroup": group},
+        {"ReplicationGroupId": GROUP_ID, "EngineVersion": "7.1", "ApplyImmediately": True},
+    )
+    manager = run_present(client, stubber, group, engine_version="7.1", apply_immediately=True)
+    assert manager.changed is True
+    assert manager.actions == ["ModifyReplicationGroup EngineVersion"]
+    assert manager.before["engine_version"] == "7.0.7"
+    assert manager.after["engine_version"] == "7.1"
+
+
+def test_pending_engine_version_is_no_change(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    member = member_of(group, EngineVersion="7.0.7", PendingModifiedValues={"EngineVersion": "7.1"})
+    expect_read(stubber, group, member)
+    manager = run_present(client, stubber, group, engine_version="7.1")
+    assert manager.changed is False
+
+
+# Resizing
+
+
+def test_increase_replicas_uses_increase_replica_count(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group))
+    expect_available(stubber, group)
+    stubber.add_response(
+        "increase_replica_count",
+        {"ReplicationGroup": group},
+        {"ReplicationGroupId": GROUP_ID, "NewReplicaCount": 2, "ApplyImmediately": True},
+    )
+    manager = run_present(client, stubber, group, replicas_per_node_group=2)
+    assert manager.actions == ["IncreaseReplicaCount NewReplicaCount=2"]
+    assert manager.changed is True
+
+
+def test_decrease_only_the_shards_that_have_too_many(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([2, 1, 2])
+    expect_read(stubber, group, member_of(group))
+    expect_available(stubber, group)
+    stubber.add_response(
+        "decrease_replica_count",
+        {"ReplicationGroup": group},
+        {
+            "ReplicationGroupId": GROUP_ID,
+            "ReplicaConfiguration": [
+                {"NodeGroupId": "0001", "NewReplicaCount": 1},
+                {"NodeGroupId": "0003", "NewReplicaCount": 1},
+            ],
+            "ApplyImmediately": True,
+        },
+    )
+    manager = run_present(client, stubber, group, replicas_per_node_group=1)
+    assert manager.actions == ["DecreaseReplicaCount ReplicaConfiguration=0001:1,0003:1"]
+
+
+def test_add_shard_then_replicas_waiting_in_between(
+    stubbed: tuple[Any, Stubber], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(erg, "WAIT_DELAY", 0.01)
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group))
+    expect_available(stubber, group)
+    stubber.add_response(
+        "modify_replication_group_shard_configuration",
+        {"ReplicationGroup": group},
+        {"ReplicationGroupId": GROUP_ID, "NodeGroupCount": 2, "ApplyImmediately": True},
+    )
+    # The waiter between the two operations: modifying first, then available.
+    for status in ("modifying", "available"):
+        stubber.add_response(
+            "describe_replication_groups",
+            {"ReplicationGroups": [dict(group, Status=status)]},
+            {"ReplicationGroupId": GROUP_ID},
+        )
+    stubber.add_response(
+        "increase_replica_count",
+        {"ReplicationGroup": group},
+        {"ReplicationGroupId": GROUP_ID, "NewReplicaCount": 2, "ApplyImmediately": True},
+    )
+    manager = run_present(client, stubber, group, num_node_groups=2, replicas_per_node_group=2)
+    assert manager.actions == [
+        "ModifyReplicationGroupShardConfiguration NodeGroupCount=2",
+        "IncreaseReplicaCount NewReplicaCount=2",
+    ]
+
+
+def test_remove_shards_keeps_the_first_ones(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1, 1, 1])
+    expect_read(stubber, group, member_of(group))
+    expect_available(stubber, group)
+    stubber.add_response(
+        "modify_replication_group_shard_configuration",
+        {"ReplicationGroup": group},
+        {
+            "ReplicationGroupId": GROUP_ID,
+            "NodeGroupCount": 2,
+            "ApplyImmediately": True,
+            "NodeGroupsToRetain": ["0001", "0002"],
+        },
+    )
+    manager = run_present(client, stubber, group, num_node_groups=2, replicas_per_node_group=1)
+    assert manager.actions == ["ModifyReplicationGroupShardConfiguration NodeGroupCount=2"]
+
+
+def test_same_size_is_no_change(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1, 1])
+    expect_read(stubber, group, member_of(group))
+    manager = run_present(
+        client,
+        stubber,
+        group,
+        cluster_mode="enabled",
+        num_node_groups=2,
+        replicas_per_node_group=1,
+        automatic_failover_enabled=True,
+        multi_az_enabled=True,
+        transit_encryption_enabled=True,
+        at_rest_encryption_enabled=True,
+        cache_node_type="cache.t4g.micro",
+        security_group_ids=["sg-0b"],
+        preferred_maintenance_window="SUN:06:30-SUN:07:30",
+        cache_subnet_group_name="cachestack-cache",
+        port=6379,
+        auth_token=TOKEN,
+    )
+    assert manager.changed is False
+    assert manager.actions == []
+    assert manager.before == manager.after
+
+
+def test_check_mode_resize_makes_no_call(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group))
+    # No further response queued: any mutating call would fail the Stubber.
+    manager = run_present(
+        client, stubber, None, check_mode=True, num_node_groups=3, replicas_per_node_group=0
+    )
+    assert manager.changed is True
+    assert manager.actions == [
+        "ModifyReplicationGroupShardConfiguration NodeGroupCount=3",
+        "DecreaseReplicaCount NewReplicaCount=0",
+    ]
+
+
+def test_failover_off_goes_before_the_last_replica(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1], cluster=False, MultiAZ="disabled")
+    expect_read(stubber, group, member_of(group))
+    expect_available(stubber, group)
+    stubber.add_response(
+        "modify_replication_group",
+        {"ReplicationGroup": group},
+        {
+            "ReplicationGroupId": GROUP_ID,
+            "AutomaticFailoverEnabled": False,
+            "ApplyImmediately": False,
+        },
+    )
+    expect_available(stubber, group)
+    stubber.add_response(
+        "decrease_replica_count",
+        {"ReplicationGroup": group},
+        {"ReplicationGroupId": GROUP_ID, "NewReplicaCount": 0, "ApplyImmediately": True},
+    )
+    manager = run_present(
+        client, stubber, group, automatic_failover_enabled=False, replicas_per_node_group=0
+    )
+    assert manager.actions == [
+        "ModifyReplicationGroup AutomaticFailoverEnabled",
+        "DecreaseReplicaCount NewReplicaCount=0",
+    ]
+
+
+def test_more_shards_without_cluster_mode_is_refused(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1], cluster=False)
+    expect_read(stubber, group, member_of(group))
+    with pytest.raises(ModuleFailed, match="num_node_groups greater than 1 needs cluster_mode"):
+        run_present(client, stubber, None, num_node_groups=2)
+
+
+# Auth token
+
+
+@pytest.mark.parametrize("strategy", ["SET", "ROTATE"])
+def test_auth_token_update_strategy_sends_the_token(
+    stubbed: tuple[Any, Stubber], strategy: str
+) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group))
+    expect_available(stubber, group)
+    stubber.add_response(
+        "modify_replication_group",
+        {"ReplicationGroup": group},
+        {
+            "ReplicationGroupId": GROUP_ID,
+            "AuthToken": TOKEN,
+            "AuthTokenUpdateStrategy": strategy,
+            "ApplyImmediately": True,
+        },
+    )
+    manager = run_present(
+        client,
+        stubber,
+        group,
+        auth_token=TOKEN,
+        auth_token_update_strategy=strategy,
+        apply_immediately=True,
+    )
+    assert manager.changed is True
+    assert manager.actions == ["ModifyReplicationGroup AuthTokenUpdateStrategy"]
+    assert TOKEN not in repr(manager.actions) + repr(manager.before) + repr(manager.after)
+
+
+def test_auth_token_without_strategy_is_not_resent(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group))
+    manager = run_present(client, stubber, group, auth_token=TOKEN)
+    assert manager.changed is False
+
+
+def test_auth_token_added_to_a_group_without_auth_rotates(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1], AuthTokenEnabled=False)
+    expect_read(stubber, group, member_of(group))
+    expect_available(stubber, group)
+    stubber.add_response(
+        "modify_replication_group",
+        {"ReplicationGroup": group},
+        {
+            "ReplicationGroupId": GROUP_ID,
+            "AuthToken": TOKEN,
+            "AuthTokenUpdateStrategy": "ROTATE",
+            "ApplyImmediately": False,
+        },
+    )
+    manager = run_present(client, stubber, group, auth_token=TOKEN)
+    assert manager.before["auth_token_enabled"] is False
+    assert manager.after["auth_token_enabled"] is True
+
+
+def test_auth_token_being_set_counts_as_enabled(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of(
+        [1], AuthTokenEnabled=False, PendingModifiedValues={"AuthTokenStatus": "ROTATING"}
+    )
+    expect_read(stubber, group, member_of(group))
+    manager = run_present(client, stubber, group, auth_token=TOKEN)
+    assert manager.changed is False
+
+
+# Tags
+
+
+@pytest.mark.parametrize(
+    ("purge", "removed"),
+    [(True, ["Old"]), (False, [])],
+)
+def test_tags_and_purge_tags(stubbed: tuple[Any, Stubber], purge: bool, removed: list[str]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group))
+    stubber.add_response(
+        "list_tags_for_resource",
+        {
+            "TagList": [
+                {"Key": "Stack", "Value": "cachestack"},
+                {"Key": "Old", "Value": "x"},
+                {"Key": "Env", "Value": "dev"},
+            ]
+        },
+        {"ResourceName": ARN},
+    )
+    if removed:
+        stubber.add_response(
+            "remove_tags_from_resource",
+            {"TagList": []},
+            {"ResourceName": ARN, "TagKeys": removed},
+        )
+    stubber.add_response(
+        "add_tags_to_resource",
+        {"TagList": []},
+        {"ResourceName": ARN, "Tags": [{"Key": "Env", "Value": "prod"}]},
+    )
+    manager = run_present(
+        client, stubber, group, tags={"Stack": "cachestack", "Env": "prod"}, purge_tags=purge
+    )
+    assert manager.changed is True
+    assert manager.after["tags"]["Env"] == "prod"
+    assert ("Old" in manager.after["tags"]) is (not purge)
+
+
+def test_same_tags_is_no_change(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group))
+    stubber.add_response(
+        "list_tags_for_resource",
+        {"TagList": [{"Key": "Stack", "Value": "cachestack"}]},
+        {"ResourceName": ARN},
+    )
+    manager = run_present(client, stubber, group, tags={"Stack": "cachestack"})
+    assert manager.changed is False
+
+
+# Create, create-only attributes, delete, results
+
+
+def test_create_sends_cluster_mode_and_sizes(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    stubber.add_client_error(
+        "describe_replication_groups",
+        service_error_code="ReplicationGroupNotFoundFault",
+        http_status_code=404,
+        expected_params={"ReplicationGroupId": GROUP_ID},
+    )
+    stubber.add_response(
+        "create_replication_group",
+        {"ReplicationGroup": group_of([1], Status="creating")},
+        {
+            "ReplicationGroupId": GROUP_ID,
+            "ReplicationGroupDescription": "cache",
+            "Engine": "redis",
+            "EngineVersion": "7.1",
+            "ClusterMode": "enabled",
+            "NumNodeGroups": 1,
+            "ReplicasPerNodeGroup": 1,
+            "AutomaticFailoverEnabled": True,
+            "TransitEncryptionEnabled": True,
+            "AtRestEncryptionEnabled": True,
+            "AuthToken": TOKEN,
+            "Tags": [{"Key": "Stack", "Value": "cachestack"}],
+        },
+    )
+    stubber.add_response(
+        "describe_replication_groups",
+        {"ReplicationGroups": [group_of([1], Status="creating")]},
+        {"ReplicationGroupId": GROUP_ID},
+    )
+    manager = run_present(
+        client,
+        stubber,
+        None,
+        description="cache",
+        engine="redis",
+        engine_version="7.1",
+        cluster_mode="enabled",
+        num_node_groups=1,
+        replicas_per_node_group=1,
+        automatic_failover_enabled=True,
+        transit_encryption_enabled=True,
+        at_rest_encryption_enabled=True,
+        auth_token=TOKEN,
+        tags={"Stack": "cachestack"},
+    )
+    assert manager.actions == ["CreateReplicationGroup"]
+    assert manager.after["auth_token_enabled"] is True
+    assert "auth_token" not in manager.after
+
+
+def test_create_with_auth_but_no_tls_is_refused(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    stubber.add_client_error(
+        "describe_replication_groups",
+        service_error_code="ReplicationGroupNotFoundFault",
+        http_status_code=404,
+    )
+    with pytest.raises(ModuleFailed, match="auth_token needs transit_encryption_enabled"):
+        run_present(client, stubber, None, auth_token=TOKEN)
+
+
+def test_changing_encryption_at_rest_is_refused(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1], AtRestEncryptionEnabled=False)
+    expect_read(stubber, group, member_of(group))
+    with pytest.raises(ModuleFailed, match=r"at_rest_encryption_enabled .* cannot change"):
+        run_present(client, stubber, None, at_rest_encryption_enabled=True)
+
+
+def test_delete_without_wait(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_available(stubber, group)
+    stubber.add_response(
+        "delete_replication_group",
+        {"ReplicationGroup": dict(group, Status="deleting")},
+        {"ReplicationGroupId": GROUP_ID, "FinalSnapshotIdentifier": "last"},
+    )
+    expect_available(stubber, dict(group, Status="deleting"))
+    manager = erg.ReplicationGroupManager(
+        FakeModule(client, state="absent", final_snapshot_identifier="last")
+    )
+    final = manager.ensure_absent()
+    assert manager.actions == ["DeleteReplicationGroup"]
+    assert final["Status"] == "deleting"
+
+
+def test_delete_of_a_group_being_deleted_is_no_change(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    deleting = group_of([1], Status="deleting")
+    expect_available(stubber, deleting)
+    expect_available(stubber, deleting)
+    manager = erg.ReplicationGroupManager(FakeModule(client, state="absent"))
+    manager.ensure_absent()
+    assert manager.changed is False
+
+
+def test_result_endpoints_without_cluster_mode(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1], cluster=False)
+    stubber.add_response(
+        "describe_cache_clusters",
+        {"CacheClusters": [member_of(group)]},
+        {"CacheClusterId": group["MemberClusters"][0], "ShowCacheNodeInfo": False},
+    )
+    stubber.add_response("list_tags_for_resource", {"TagList": []}, {"ResourceName": ANY})
+    manager = erg.ReplicationGroupManager(FakeModule(client))
+    result = manager.result(group)
+    assert result["configuration_endpoint"] is None
+    assert result["primary_endpoint"]["address"].startswith("master.")
+    assert result["reader_endpoint"]["address"].startswith("replica.")
+    assert result["endpoint"] == result["primary_endpoint"]
+    assert result["engine_version"] == "7.1.0"
+    assert result["replicas_per_node_group"] == 1
+
+
+def test_result_endpoints_in_cluster_mode() -> None:
+    found = plan.endpoints(group_of([1, 1]))
+    assert found["configuration_endpoint"] == {
+        "address": f"clustercfg.{GROUP_ID}.x.cache.amazonaws.com",
+        "port": 6379,
+    }
+    assert found["primary_endpoint"] is None
+    assert found["reader_endpoint"] is None
+    assert found["endpoint"] == found["configuration_endpoint"]
+
+
+def test_unreported_attributes_are_not_compared() -> None:
+    # Without the member cluster (as on moto), version, groups and windows are unknown.
+    current = plan.current_state(group_of([1]), None)
+    request, changed = plan.plan_modify(
+        {
+            "engine_version": "7.2",
+            "security_group_ids": ["sg-1"],
+            "cache_parameter_group_name": "custom",
+            "preferred_maintenance_window": "mon:01:00-mon:02:00",
+            "snapshot_retention_limit": 5,
+        },
+        current,
+        GROUP_ID,
+    )
+    assert changed == ["snapshot_retention_limit"]
+    assert request == {
+        "ReplicationGroupId": GROUP_ID,
+        "SnapshotRetentionLimit": 5,
+        "ApplyImmediately": False,
+    }
