@@ -6,7 +6,7 @@ import hashlib
 import time
 from pathlib import Path
 
-from .conftest import Migrate
+from .conftest import Migrate, module_lock_key
 
 V1 = "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL);\n"
 V2 = "INSERT INTO items (name) VALUES ('apple'), ('pear');\n"
@@ -76,11 +76,11 @@ def test_check_apply_check_apply(migrate: Migrate) -> None:
 def test_new_file_added_later_only_it_runs(migrate: Migrate) -> None:
     migrate.write("V1__create_items.sql", V1)
     migrate.write("V2__seed_items.sql", V2)
-    assert migrate.run().applied == ["1", "2"]
+    assert migrate.run_module().applied == ["1", "2"]
     before = migrate.query("SELECT version, applied_at FROM cachestack_schema_history")
 
     migrate.write("V3__add_price.sql", V3)
-    later = migrate.run()
+    later = migrate.run_module()
     assert later.rc == 0, later.msg
     assert later.changed
     assert later.applied == ["3"]
@@ -124,17 +124,17 @@ def test_broken_file_stops_the_run_and_leaves_nothing(migrate: Migrate) -> None:
 def test_edited_applied_file_fails_or_warns(migrate: Migrate) -> None:
     migrate.write("V1__create_items.sql", V1)
     migrate.write("V2__seed_items.sql", V2)
-    assert migrate.run().applied == ["1", "2"]
+    assert migrate.run_module().applied == ["1", "2"]
 
     migrate.write("V2__seed_items.sql", V2 + "-- edited after it ran\n")
     migrate.write("V3__add_price.sql", V3)
-    failed = migrate.run()
+    failed = migrate.run_module()
     assert failed.rc != 0
     assert "checksum mismatch for version 2 (V2__seed_items.sql)" in failed.msg
     assert failed.applied == []
     assert migrate.history_versions() == ["1", "2"]  # V3 did not run either
 
-    warned = migrate.run(on_checksum_mismatch="warn")
+    warned = migrate.run_module(on_checksum_mismatch="warn")
     assert warned.rc == 0, warned.msg
     assert warned.changed
     assert warned.applied == ["3"]
@@ -180,7 +180,7 @@ def test_transactional_and_no_transaction_files_in_one_run(migrate: Migrate) -> 
     )
     migrate.write("V3__add_price.sql", V3)
 
-    run = migrate.run()
+    run = migrate.run_module()
     assert run.rc == 0, run.msg
     assert run.applied == ["1", "2", "3"]
     assert [a["transaction"] for a in run.result["applied"]] == [True, False, True]
@@ -194,7 +194,7 @@ def test_transactional_and_no_transaction_files_in_one_run(migrate: Migrate) -> 
 def test_concurrently_without_marker_fails_cleanly(migrate: Migrate) -> None:
     migrate.write("V1__create_items.sql", V1)
     migrate.write("V2__index.sql", "CREATE INDEX CONCURRENTLY items_name_idx ON items (name);\n")
-    run = migrate.run()
+    run = migrate.run_module()
     assert run.rc != 0
     assert "V2__index.sql" in run.msg
     assert "cannot run inside a transaction block" in run.msg
@@ -204,13 +204,16 @@ def test_concurrently_without_marker_fails_cleanly(migrate: Migrate) -> None:
 def test_wrong_password_fails_without_revealing_it(migrate: Migrate) -> None:
     migrate.write("V1__create_items.sql", V1)
     wrong = "Wr0ng-Pa55word-7fe1c2"
-    run = migrate.run(login_password=wrong)
-    assert run.rc != 0
-    assert run.failed
-    assert "unable to connect to database" in run.msg
-    assert "password authentication failed" in run.msg
-    assert wrong not in run.stdout + run.stderr
-    assert migrate.db.password not in run.stdout + run.stderr
+    # Through Ansible (which masks no_log values) and straight from the module (which must
+    # not echo the password by itself).
+    for run in (migrate.run(login_password=wrong), migrate.run_module(login_password=wrong)):
+        assert run.rc != 0
+        assert run.failed
+        assert "unable to connect to database" in run.msg
+        assert 'password authentication failed for user "cachestack_admin"' in run.msg
+        assert wrong not in run.stdout + run.stderr
+        assert migrate.db.password not in run.stdout + run.stderr
+    assert not migrate.exists("public.items")
 
 
 def test_baseline_adopts_an_existing_database(migrate: Migrate) -> None:
@@ -219,21 +222,21 @@ def test_baseline_adopts_an_existing_database(migrate: Migrate) -> None:
     migrate.write("V2__seed_items.sql", V2)
     migrate.write("V3__add_price.sql", V3)
 
-    plan = migrate.run(check=True, baseline_version=2)
+    plan = migrate.run_module(check=True, baseline_version=2)
     assert plan.rc == 0, plan.msg
     assert plan.changed
     assert plan.pending == ["3"]
     assert plan.result["baseline"] == "2"
     assert not migrate.exists("public.cachestack_schema_history")
 
-    run = migrate.run(baseline_version=2)
+    run = migrate.run_module(baseline_version=2)
     assert run.rc == 0, run.msg
     assert run.applied == ["3"]
     assert run.result["baseline"] == "2"
     assert migrate.history() == [("2", "BASELINE"), ("3", "SQL")]
     assert migrate.query("SELECT count(*) FROM items") == [(2,)]
 
-    again = migrate.run(baseline_version=2)
+    again = migrate.run_module(baseline_version=2)
     assert again.rc == 0, again.msg
     assert not again.changed
     assert again.warnings == []
@@ -246,7 +249,7 @@ def test_target_version_and_custom_history_table(migrate: Migrate) -> None:
     migrate.write("V10__orders.sql", V4)
     custom = {"history_schema": "meta", "history_table": "versions"}
 
-    partial = migrate.run(target_version="2", **custom)
+    partial = migrate.run_module(target_version="2", **custom)
     assert partial.rc == 0, partial.msg
     assert partial.applied == ["1", "2"]
     assert partial.pending == []
@@ -254,27 +257,25 @@ def test_target_version_and_custom_history_table(migrate: Migrate) -> None:
     assert not migrate.exists("public.cachestack_schema_history")
     assert [v for v, _t in migrate.history("meta", "versions")] == ["1", "2"]
 
-    rest = migrate.run(**custom)
+    rest = migrate.run_module(**custom)
     assert rest.rc == 0, rest.msg
     assert rest.applied == ["2.1", "10"]
     assert rest.result["current_version"] == "10"
 
 
 def test_lock_held_elsewhere_times_out(migrate: Migrate) -> None:
-    from tests.unit.plugins.modules.test_postgresql_migrate import pm
-
     migrate.write("V1__create_items.sql", V1)
     holder = migrate.db.connect()
     try:
         with holder.cursor() as cur:
             cur.execute(
                 "SELECT pg_advisory_lock(%s)",
-                (pm.lock_key("public", "cachestack_schema_history"),),
+                (module_lock_key("public", "cachestack_schema_history"),),
             )
             cur.execute("SELECT pg_backend_pid()")
             pid = cur.fetchone()[0]
         t0 = time.monotonic()
-        run = migrate.run(lock_timeout=1)
+        run = migrate.run_module(lock_timeout=1)
         assert run.rc != 0
         assert "could not take the migration lock" in run.msg
         assert f"backend pid {pid}" in run.msg
@@ -298,7 +299,7 @@ def test_missing_psycopg2_gives_missing_required_lib(migrate: Migrate, tmp_path:
 def test_malformed_file_name_is_named(migrate: Migrate) -> None:
     migrate.write("V1__create_items.sql", V1)
     migrate.write("V2-seed.sql", V2)
-    run = migrate.run()
+    run = migrate.run_module()
     assert run.rc != 0
     assert "V2-seed.sql" in run.msg
     assert not migrate.exists("public.items")
