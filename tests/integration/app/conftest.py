@@ -141,6 +141,7 @@ class Gunicorn:
     port: int = field(default_factory=free_port)
     workers: int = 2
     threads: int = 4
+    preload: bool = True  # as the production config: the app (and its config) loads once
     process: subprocess.Popen[str] | None = None
 
     @property
@@ -172,6 +173,7 @@ class Gunicorn:
             "--graceful-timeout",
             "2",
             "--no-control-socket",
+            *(["--preload"] if self.preload else []),
         ]
 
     def start(self, timeout: float = 20) -> None:

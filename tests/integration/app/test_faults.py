@@ -1,0 +1,107 @@
+"""Degrading instead of failing: Redis killed or frozen, PostgreSQL stopped."""
+
+from __future__ import annotations
+
+import time
+
+from tests.integration.app.conftest import SLOW_SECONDS, ini, install_slow_function, slow_calls
+
+
+def _wait_for(client, outcome: str, timeout: float = 10) -> float:
+    """Request / until X-Cache is ``outcome``; return how long that took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if client.get("/").headers["X-Cache"] == outcome:
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"X-Cache never became {outcome}")
+
+
+def test_redis_killed_gives_bypass_then_hit_after_restart(app_db, redis_private_server, make_app):
+    app, client = make_app(ini(app_db, redis_private_server), breaker_cooldown=2)
+    assert client.get("/").headers["X-Cache"] == "MISS"
+    assert client.get("/").headers["X-Cache"] == "HIT"
+
+    redis_private_server.kill()
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["X-Cache"] == "BYPASS"
+    assert "PostgreSQL 15" in response.get_data(as_text=True)
+    # While the breaker is open, Redis is not even tried.
+    assert app.cache.breaker.state == "open"
+    assert client.get("/").headers["X-Cache"] == "BYPASS"
+
+    redis_private_server.start()  # same port, empty cache
+    _wait_for(client, "MISS")
+    assert client.get("/").headers["X-Cache"] == "HIT"
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200 and ready.json["redis"] == "ok"
+
+
+def test_redis_down_at_start_then_up(app_db, redis_private_server, make_app):
+    redis_private_server.kill()
+    _app, client = make_app(ini(app_db, redis_private_server), breaker_cooldown=0.3)
+    assert client.get("/").headers["X-Cache"] == "BYPASS"
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200
+    assert ready.json == {"status": "degraded", "postgresql": "ok", "redis": "degraded"}
+    redis_private_server.start()
+    _wait_for(client, "MISS")
+    assert client.get("/").headers["X-Cache"] == "HIT"
+
+
+def test_redis_frozen_gives_bypass_within_the_timeout(app_db, redis_private_server, make_app):
+    text = ini(app_db, redis_private_server, redis_extra={"socket_timeout": 0.2})
+    _app, client = make_app(text, breaker_cooldown=5)
+    client.get("/")
+    assert client.get("/").headers["X-Cache"] == "HIT"
+    redis_private_server.freeze()
+    try:
+        start = time.monotonic()
+        response = client.get("/")
+        took = time.monotonic() - start
+        assert response.status_code == 200
+        assert response.headers["X-Cache"] == "BYPASS"
+        # One socket timeout (0.2 s), then the query: not redis-py's default retries.
+        assert took < SLOW_SECONDS + 0.6, took
+        # The breaker is open: the next request does not pay the timeout again.
+        start = time.monotonic()
+        assert client.get("/").headers["X-Cache"] == "BYPASS"
+        assert time.monotonic() - start < SLOW_SECONDS + 0.15
+    finally:
+        redis_private_server.thaw()
+
+
+def test_postgresql_stopped_serves_hit_and_miss_gets_503(
+    postgresql_private_server, redis_private_server, make_app
+):
+    pg = postgresql_private_server
+    install_slow_function(pg)
+    _app, client = make_app(ini(pg, redis_private_server))
+    assert client.get("/").headers["X-Cache"] == "MISS"
+    pg.stop()
+
+    hit = client.get("/")
+    assert hit.status_code == 200
+    assert hit.headers["X-Cache"] == "HIT"
+    assert "PostgreSQL 15" in hit.get_data(as_text=True)
+
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 503
+    assert ready.json["postgresql"] == "unavailable"
+
+    redis_private_server.client().flushall()
+    miss = client.get("/")
+    assert miss.status_code == 503
+    assert miss.headers["X-Cache"] == "MISS"
+    assert miss.headers["Content-Type"].startswith("text/html")
+    body = miss.get_data(as_text=True)
+    assert "Service unavailable" in body
+    assert "Traceback" not in body and "psycopg2" not in body and pg.password not in body
+
+    pg.start()  # pooled connections died with the server: the app reconnects
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["X-Cache"] == "MISS"
+    assert client.get("/healthz/ready").status_code == 200
+    assert slow_calls(pg) == 2
