@@ -1,0 +1,278 @@
+"""Benchmark cachestack_app against a flask-caching reference app.
+
+One command, from the repository root::
+
+    .venv/bin/python -m bench.app [--rounds 3] [--duration 6] [--slow-seconds 5]
+
+Starts PostgreSQL and Redis on loopback (the test fixtures' helpers), then both apps under
+gunicorn with the same settings (``-w 2 -k gthread --threads 4``), drives them alternately
+with wrk on 127.0.0.1 (``-t2 -c16 -d6s``, warm cache) and prints requests/s, p50 and p99
+per round, the medians and their ratio, and the stampede figure: how many times PostgreSQL
+ran the slow query for 50 concurrent cold requests (counted inside PostgreSQL).
+Figures, not pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.servers.postgresql import free_port, start_postgresql
+from tests.servers.redis import start_redis
+
+REPO = Path(__file__).resolve().parents[2]
+APP_DIR = REPO / "roles" / "app" / "files"
+GUNICORN_ARGS = ["-w", "2", "-k", "gthread", "--threads", "4"]
+TARGET_RATIO = 1.3
+TARGET_P99_MS = 12.0
+
+
+@dataclass
+class App:
+    name: str
+    app_spec: str
+    cwd: Path
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self, workdir: Path) -> None:
+        gunicorn = Path(sys.executable).parent / "gunicorn"
+        self.log = workdir / f"{self.name}.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(gunicorn),
+                    self.app_spec,
+                    *GUNICORN_ARGS,
+                    "-b",
+                    f"127.0.0.1:{self.port}",
+                    "--preload",
+                    "--no-control-socket",
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=self.cwd,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def fetch(url: str, timeout: float = 60) -> int:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback http
+        resp.read()
+        return resp.status
+
+
+def wait_listening(app: App, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app.process and app.process.poll() is not None:
+            raise RuntimeError(f"{app.name} exited; see {app.log}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", app.port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{app.name} is not listening; see {app.log}")
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([0-9.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(text)
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def run_wrk(url: str, duration: int, threads: int, connections: int) -> dict[str, float]:
+    wrk = shutil.which("wrk")
+    if not wrk:
+        raise SystemExit("wrk not found: apt-get install wrk")
+    out = subprocess.run(
+        [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": float(errors.group(1)) if errors else 0}
+
+
+def stampede(url: str, n: int = 50) -> list[int]:
+    barrier = threading.Barrier(n)
+
+    def one(_: int) -> int:
+        barrier.wait()
+        return fetch(url)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument(
+        "--slow-seconds", type=float, default=5.0, help="pg_sleep in slow_version()"
+    )
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="cachestack-bench-"))
+    pg = start_postgresql()
+    redis = start_redis()
+    apps: list[App] = []
+    try:
+        pg.create_database("bench")
+        pg.execute(
+            "CREATE TABLE slow_version_calls (id serial PRIMARY KEY);"
+            "CREATE FUNCTION slow_version() RETURNS text LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO slow_version_calls DEFAULT VALUES; "
+            f"PERFORM pg_sleep({args.slow_seconds}); RETURN version(); END $$",
+            dbname="bench",
+        )
+        ini = workdir / "app.ini"
+        ini.write_text(
+            f"[postgresql]\nhost = {pg.host}\nport = {pg.port}\ndbname = bench\n"
+            f"user = {pg.user}\npassword = {pg.password}\nsslmode = disable\n\n"
+            f"[redis]\nhost = {redis.host}\nport = {redis.port}\n\n[cache]\nttl = 300\n"
+        )
+        ini.chmod(0o600)
+        metrics_dir = workdir / "metrics"
+        metrics_dir.mkdir()
+        ours = App(
+            "cachestack_app",
+            "cachestack_app:create_app()",
+            APP_DIR,
+            {"CACHESTACK_APP_CONFIG": str(ini), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+        )
+        reference = App(
+            "flask-caching",
+            "bench.app.reference:create_app()",
+            REPO,
+            {
+                "BENCH_PG_DSN": pg.dsn("bench"),
+                "BENCH_REDIS_HOST": redis.host,
+                "BENCH_REDIS_PORT": str(redis.port),
+                "BENCH_DB_HOST": pg.host,
+            },
+        )
+        apps = [ours, reference]
+        for app in apps:
+            app.start(workdir)
+        for app in apps:
+            wait_listening(app)
+
+        def counted(url: str) -> tuple[int, list[int]]:
+            redis.client().flushall()
+            pg.execute("TRUNCATE slow_version_calls", dbname="bench")
+            statuses = stampede(url)
+            return int(
+                pg.execute("SELECT count(*) FROM slow_version_calls", dbname="bench")[0][0]
+            ), statuses
+
+        print(
+            f"stampede: 50 concurrent cold requests, pg_sleep({args.slow_seconds})",
+            flush=True,
+        )
+        stampedes = {app.name: counted(app.url) for app in apps}  # also warms the caches
+
+        results: dict[str, list[dict[str, float]]] = {app.name: [] for app in apps}
+        for round_no in range(1, args.rounds + 1):
+            for app in apps:
+                fetch(app.url)  # warm
+                result = run_wrk(app.url, args.duration, args.threads, args.connections)
+                results[app.name].append(result)
+                print(
+                    f"round {round_no} {app.name:<15} {result['rps']:>9.0f} req/s "
+                    f"p50 {result['p50']:.2f} ms p99 {result['p99']:.2f} ms",
+                    flush=True,
+                )
+    finally:
+        for app in apps:
+            app.stop()
+        redis.destroy()
+        pg.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print_table(args, results, stampedes)
+
+
+def print_table(
+    args: argparse.Namespace,
+    results: dict[str, list[dict[str, float]]],
+    stampedes: dict[str, tuple[int, list[int]]],
+) -> None:
+    ours, ref = results["cachestack_app"], results["flask-caching"]
+    ratios = [o["rps"] / r["rps"] for o, r in zip(ours, ref, strict=True)]
+    print()
+    print(
+        f"cached-hit throughput, wrk -t{args.threads} -c{args.connections} -d{args.duration}s "
+        f"on 127.0.0.1, gunicorn {' '.join(GUNICORN_ARGS)}, {len(ours)} rounds alternating"
+    )
+    header = f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}"
+    print(header)
+    print("-" * len(header))
+    for round_no, (o, r) in enumerate(zip(ours, ref, strict=True), start=1):
+        for name, row in (("cachestack_app", o), ("flask-caching", r)):
+            print(
+                f"{f'r{round_no} {name}':<22}{row['rps']:>10.0f}{row['p50']:>10.2f}"
+                f"{row['p99']:>10.2f}{row['non2xx']:>9.0f}"
+            )
+    print("-" * len(header))
+    for name, rows in (("cachestack_app", ours), ("flask-caching", ref)):
+        print(
+            f"{f'median {name}':<22}{statistics.median(x['rps'] for x in rows):>10.0f}"
+            f"{statistics.median(x['p50'] for x in rows):>10.2f}"
+            f"{statistics.median(x['p99'] for x in rows):>10.2f}"
+        )
+    ratio = statistics.median(ratios)
+    p99 = statistics.median(x["p99"] for x in ours)
+    print(
+        f"median ratio (ours / reference): {ratio:.2f}x  "
+        f"[per round: {', '.join(f'{x:.2f}' for x in ratios)}; target >= {TARGET_RATIO}x]"
+    )
+    print(f"cachestack_app median p99: {p99:.2f} ms  [target <= {TARGET_P99_MS:.0f} ms]")
+    print()
+    print("stampede: slow queries run by PostgreSQL for 50 concurrent cold requests")
+    for name, (count, statuses) in stampedes.items():
+        ok = sum(1 for s in statuses if s == 200)
+        print(f"  {name:<16} {count:>3} slow queries  ({ok}/50 answered 200)")
+
+
+if __name__ == "__main__":
+    main()

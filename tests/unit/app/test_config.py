@@ -1,0 +1,161 @@
+"""INI parsing and validation: defaults, every kind of bad value, messages naming
+file, section and key."""
+
+from __future__ import annotations
+
+import pytest
+from cachestack_app.config import ConfigError, load_config, parse_config
+
+MINIMAL = "[postgresql]\nhost = db.example\n\n[redis]\nhost = cache.example\n"
+
+
+def test_minimal_config_has_sensible_defaults():
+    config = parse_config(MINIMAL, "/etc/cachestack/app.ini")
+    pg, redis, cache = config.postgresql, config.redis, config.cache
+    assert (pg.host, pg.port, pg.sslmode, pg.sslrootcert) == ("db.example", 5432, "prefer", None)
+    assert pg.statement_timeout == 30 and pg.connect_timeout == 3
+    assert (redis.host, redis.port, redis.password, redis.username) == (
+        "cache.example",
+        6379,
+        None,
+        None,
+    )
+    assert redis.ssl is False and redis.cluster is False
+    assert redis.socket_timeout == 0.2
+    assert cache.ttl == 300
+    assert cache.lock_timeout >= 10  # outlasts a 5 s query with room to spare
+
+
+def test_full_config(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    text = (
+        "[postgresql]\nhost = db\nport = 6543\ndbname = app\nuser = u\npassword = p%w d;#x\n"
+        f"sslmode = verify-full\nsslrootcert = {ca}\nconnect_timeout = 4\n"
+        "statement_timeout = 7.5\n"
+        f"[redis]\nhost = r\nport = 6380\npassword = tok\nusername = app\nssl = true\n"
+        f"ssl_ca_certs = {ca}\ncluster = TRUE\nsocket_timeout = 0.5\n"
+        "[cache]\nttl = 60\n"
+    )
+    config = parse_config(text, "app.ini")
+    assert config.postgresql.password == "p%w d;#x"  # no interpolation, no comment parsing
+    kwargs = config.postgresql.connect_kwargs()
+    assert kwargs["sslmode"] == "verify-full"
+    assert kwargs["sslrootcert"] == str(ca)
+    assert kwargs["options"] == "-c statement_timeout=7500"
+    assert kwargs["connect_timeout"] == 4 and kwargs["port"] == 6543
+    assert config.redis.ssl and config.redis.cluster and config.redis.username == "app"
+    assert config.redis.socket_timeout == 0.5
+    assert config.cache.ttl == 60
+
+
+def test_secrets_are_not_in_repr():
+    text = MINIMAL.replace("host = db.example", "host = db\npassword = s3cret").replace(
+        "host = cache.example", "host = c\npassword = t0ken"
+    )
+    config = parse_config(text)
+    assert "s3cret" not in repr(config) and "t0ken" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        ("[redis]\nhost = c\n", "[postgresql]", "section is missing"),
+        ("[postgresql]\nhost = d\n", "[redis]", "section is missing"),
+        ("[postgresql]\nport = 1\n[redis]\nhost = c\n", "[postgresql] host", "required key"),
+        ("[postgresql]\nhost =\n[redis]\nhost = c\n", "[postgresql] host", "must not be empty"),
+        (MINIMAL + "[cache]\nttl = soon\n", "[cache] ttl", "must be an integer"),
+        (MINIMAL + "[cache]\nttl = 0\n", "[cache] ttl", "positive integer"),
+        (MINIMAL.replace("cache.example", "c\nport = 70000"), "[redis] port", "port number"),
+        (MINIMAL.replace("cache.example", "c\nssl = yes"), "[redis] ssl", "true or false"),
+        (MINIMAL.replace("cache.example", "c\ncluster = 1"), "[redis] cluster", "true or false"),
+        (
+            MINIMAL.replace("cache.example", "c\nsocket_timeout = -1"),
+            "[redis] socket_timeout",
+            "positive number",
+        ),
+        (
+            MINIMAL.replace("db.example", "d\nsslmode = on"),
+            "[postgresql] sslmode",
+            "must be one of",
+        ),
+        (
+            MINIMAL.replace("db.example", "d\nsslrootcert = /nonexistent/ca.pem"),
+            "[postgresql] sslrootcert",
+            "does not exist",
+        ),
+        (
+            MINIMAL.replace("db.example", "d\nconnect_timeout = 1"),
+            "[postgresql] connect_timeout",
+            "at least 2",
+        ),
+        (
+            MINIMAL.replace("db.example", "d\nstatement_timeout = nan"),
+            "[postgresql] statement_timeout",
+            "positive number",
+        ),
+        (MINIMAL.replace("db.example", "d\nhots = x"), "[postgresql] hots", "unknown key"),
+        (MINIMAL + "[extra]\nx = 1\n", "[extra]", "unknown section"),
+        (MINIMAL + "[redis]\nhost = again\n", "[redis]", "set twice"),
+        (
+            MINIMAL.replace("db.example", "d\nport = 1\nport = 2"),
+            "[postgresql] port",
+            "set twice",
+        ),
+        ("host = nowhere\n", "app.ini", "not a valid INI file"),
+        (
+            MINIMAL.replace("cache.example", "c\nusername = app"),
+            "[redis] username",
+            "without a password",
+        ),
+    ],
+)
+def test_bad_config_names_file_section_and_key(text, where, reason):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "app.ini")
+    message = str(info.value)
+    assert message.startswith("app.ini")
+    assert where in message
+    assert reason in message
+    assert "\n" not in message
+
+
+def test_ssl_ca_certs_requires_ssl(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    with pytest.raises(ConfigError, match=r"\[redis\] ssl_ca_certs: is set but ssl is false"):
+        parse_config(MINIMAL.replace("cache.example", f"c\nssl_ca_certs = {ca}"), "app.ini")
+
+
+def test_load_config_missing_file(tmp_path):
+    path = tmp_path / "nope.ini"
+    with pytest.raises(ConfigError, match=rf"^{path}: file not found$"):
+        load_config(str(path))
+
+
+def test_load_config_directory(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(str(tmp_path))
+
+
+def test_load_config_from_environment(tmp_path, monkeypatch):
+    path = tmp_path / "app.ini"
+    path.write_text(MINIMAL)
+    monkeypatch.setenv("CACHESTACK_APP_CONFIG", str(path))
+    assert load_config().path == str(path)
+    assert load_config().postgresql.host == "db.example"
+
+
+def test_create_app_exits_3_on_bad_config(tmp_path, capsys):
+    from cachestack_app import create_app
+
+    path = tmp_path / "app.ini"
+    path.write_text("[postgresql]\nhost = d\n")
+    with pytest.raises(SystemExit) as info:
+        create_app(str(path))
+    assert info.value.code == 3
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert f"configuration error: {path}: [redis]: section is missing" in lines[0]
+    assert "Traceback" not in err

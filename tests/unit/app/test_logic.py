@@ -1,0 +1,69 @@
+"""Circuit breaker, value encoding, TTL jitter and page rendering."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from cachestack_app.cache import CACHE_KEY, LOCK_KEY, CircuitBreaker
+from cachestack_app.config import parse_config
+from cachestack_app.page import html, render_page
+from cachestack_app.service import PageService, encode_value
+
+CONFIG = parse_config("[postgresql]\nhost = db\n[redis]\nhost = c\n[cache]\nttl = 100\n")
+
+
+def test_breaker_opens_on_failure_and_half_opens_after_cooldown():
+    breaker = CircuitBreaker(cooldown=0.2)
+    assert breaker.state == "closed" and breaker.allow()
+    breaker.failure()
+    assert breaker.state == "open"
+    assert not breaker.allow()
+    time.sleep(0.25)
+    assert breaker.state == "half-open"
+    assert breaker.allow()  # one probe
+    assert not breaker.allow()  # and only one at a time
+    breaker.failure()
+    assert breaker.state == "open" and not breaker.allow()
+    time.sleep(0.25)
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state == "closed"
+    assert breaker.allow() and breaker.allow()
+
+
+def test_keys_are_versioned_and_share_a_cluster_slot():
+    assert ":v1" in CACHE_KEY
+    assert LOCK_KEY.startswith(CACHE_KEY)
+    tag = CACHE_KEY[CACHE_KEY.index("{") : CACHE_KEY.index("}") + 1]
+    assert tag in LOCK_KEY
+
+
+def test_value_round_trip_and_memo():
+    service = PageService(CONFIG, db=None, cache=None)  # type: ignore[arg-type]
+    raw = encode_value("PostgreSQL 15 <x>", 5.01)
+    assert json.loads(raw)["version"] == "PostgreSQL 15 <x>"
+    assert service._decode(raw) == "PostgreSQL 15 &lt;x&gt;"
+    assert service._decode(raw) is service._decode(raw)
+    assert service._decode(b"not json") is None
+    assert service._decode(b'{"other": 1}') is None
+
+
+def test_ttl_jitter_stays_within_ten_percent():
+    service = PageService(CONFIG, db=None, cache=None)  # type: ignore[arg-type]
+    values = {service._ttl_ms() for _ in range(200)}
+    assert all(90_000 <= v <= 100_000 for v in values)
+    assert len(values) > 10
+
+
+def test_lock_outlasts_the_query():
+    service = PageService(CONFIG, db=None, cache=None)  # type: ignore[arg-type]
+    pg = CONFIG.postgresql
+    assert service.lock_ttl_ms >= (pg.statement_timeout + pg.connect_timeout) * 1000
+    assert service.lock_timeout > 5
+
+
+def test_page_escapes_and_shows_everything():
+    page = render_page(html("v<1>"), html("db&host"), 0.01234, "HIT").decode()
+    assert "v&lt;1&gt;" in page and "db&amp;host" in page
+    assert "0.0123 s" in page and "Cache: <strong>HIT</strong>" in page
