@@ -1,0 +1,92 @@
+"""The production gunicorn config template (rendered as the app role renders it) serves
+the app, keeps query strings out of the access log and stops on a bad config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import jinja2
+
+from tests.integration.app.conftest import APP_DIR, REPO, Gunicorn, get, ini, write_ini
+from tests.servers.postgresql import free_port
+
+TEMPLATE = REPO / "roles" / "app" / "templates" / "gunicorn.conf.py.j2"
+
+DEFAULTS = {
+    "app_gunicorn_workers": 0,
+    "app_gunicorn_threads": 4,
+    "app_gunicorn_backlog": 2048,
+    "app_gunicorn_timeout": 30,
+    "app_gunicorn_graceful_timeout": 20,
+    "app_gunicorn_keepalive": 5,
+    "app_gunicorn_max_requests": 10000,
+    "app_gunicorn_access_log": True,
+    "app_gunicorn_log_level": "info",
+}
+
+
+def render(path: Path, **overrides: object) -> Path:
+    """Render with stand-ins for Ansible's ``comment`` and ``to_json`` filters."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True)  # noqa: S701
+    env.filters["comment"] = lambda text: f"#\n# {text}\n#"
+    env.filters["to_json"] = json.dumps
+    text = env.from_string(TEMPLATE.read_text()).render(
+        ansible_managed="Ansible managed", **{**DEFAULTS, **overrides}
+    )
+    path.write_text(text)
+    compile(text, str(path), "exec")
+    return path
+
+
+def _run(conf: Path, config_path: Path, workdir: Path) -> subprocess.Popen[str]:
+    env = Gunicorn(config_path, workdir).env()
+    gunicorn = Path(Gunicorn(config_path, workdir).command()[0])
+    return subprocess.Popen(
+        [str(gunicorn), "-c", str(conf), "cachestack_app:create_app()"],
+        cwd=APP_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_template_serves_the_app(tmp_path, app_db, clean_redis):
+    port = free_port()
+    conf = render(tmp_path / "gunicorn.conf.py", app_gunicorn_bind=f"127.0.0.1:{port}")
+    proc = _run(conf, write_ini(tmp_path, ini(app_db, clean_redis)), tmp_path)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if get(f"http://127.0.0.1:{port}/healthz/live", timeout=1).status == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        assert get(f"http://127.0.0.1:{port}/?token=sensitive").headers["X-Cache"] == "MISS"
+        assert get(f"http://127.0.0.1:{port}/").headers["X-Cache"] == "HIT"
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert out.count("Booting worker") >= 2  # sized from the CPU count, at least two
+    assert "Using worker: gthread" in out
+    access = [line for line in out.splitlines() if '"GET / HTTP/1.1" 200' in line]
+    assert len(access) == 2 and access[-1].endswith('"HIT"')
+    assert "sensitive" not in out
+    assert app_db.password not in out
+
+
+def test_template_stops_on_bad_config(tmp_path):
+    conf = render(tmp_path / "gunicorn.conf.py", app_gunicorn_bind=f"127.0.0.1:{free_port()}")
+    bad = write_ini(tmp_path, "[postgresql]\nhost = db\n")
+    proc = _run(conf, bad, tmp_path)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 3, out
+    assert f"configuration error: {bad}: [redis]: section is missing" in out
+    assert "Traceback" not in out
