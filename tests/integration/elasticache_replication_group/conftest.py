@@ -1,0 +1,138 @@
+"""Run cachestack.aws.elasticache_replication_group through real ansible-playbook processes.
+
+Each run writes a one-task playbook to the test's tmp_path (0600: it holds the fake auth
+token), runs ansible-playbook from the repository root (its ansible.cfg resolves
+cachestack.aws from this checkout) against the session moto server of tests/servers/moto.py
+through ``module_defaults: group/cachestack.aws.aws`` (endpoint_url and region), with the
+ansible.posix.json callback, and returns the task's result. Every test starts from an
+empty moto account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from tests.servers.moto import REGION, aws_env, moto_server, reset_moto  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[3]
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+MODULE = "cachestack.aws.elasticache_replication_group"
+
+
+@dataclass
+class Step:
+    """One task of a play: the module's arguments and task keywords."""
+
+    args: dict[str, Any]
+    check: bool = False
+    ignore_errors: bool = False
+
+
+@dataclass
+class PlayRun:
+    """One ansible-playbook process and the results of its tasks, in order."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    results: list[dict[str, Any]]
+
+
+def _task_results(stdout: str) -> list[dict[str, Any]]:
+    report = json.loads(stdout[stdout.index("{") :])
+    return [dict(task["hosts"]["localhost"]) for task in report["plays"][0]["tasks"]]
+
+
+@pytest.fixture
+def moto(moto_server: str) -> Iterator[str]:  # noqa: F811
+    """The moto URL, emptied before the test."""
+    reset_moto(moto_server)
+    yield moto_server
+
+
+@pytest.fixture
+def elasticache(moto: str) -> Any:
+    """A boto3 ElastiCache client on the moto server, for assertions."""
+    env = aws_env(moto)
+    return boto3.client(
+        "elasticache",
+        endpoint_url=moto,
+        region_name=REGION,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.fixture
+def run_play(moto: str, tmp_path: Path) -> Callable[..., PlayRun]:
+    """Return run(*steps): one ansible-playbook process running the module once per step.
+
+    Every task runs with diff on; a step's `check` runs that task in check mode. Tasks of
+    one play run in order and share one ansible-playbook start-up (about 3 s here).
+    """
+    if not ANSIBLE_PLAYBOOK.is_file():
+        pytest.fail(f"ansible-playbook not found at {ANSIBLE_PLAYBOOK}")
+    counter = iter(range(1000))
+
+    def run(*steps: Step) -> PlayRun:
+        playbook = tmp_path / f"play-{next(counter)}.yml"
+        tasks = [
+            {
+                "name": f"Step {index}",
+                MODULE: step.args,
+                "check_mode": step.check,
+                "diff": True,
+                "ignore_errors": step.ignore_errors,
+            }
+            for index, step in enumerate(steps)
+        ]
+        play = [
+            {
+                "name": "Run the module",
+                "hosts": "localhost",
+                "gather_facts": False,
+                "module_defaults": {
+                    "group/cachestack.aws.aws": {"endpoint_url": moto, "region": REGION}
+                },
+                "tasks": tasks,
+            }
+        ]
+        fd = os.open(playbook, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            yaml.safe_dump(play, handle, sort_keys=False)
+        command = [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(playbook),
+        ]
+        env = aws_env(moto)
+        env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
+        process = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        try:
+            results = _task_results(process.stdout)
+        except (ValueError, KeyError, IndexError) as error:
+            pytest.fail(
+                f"no task results from ansible-playbook ({error}): rc={process.returncode}\n"
+                f"{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
+            )
+        return PlayRun(process.returncode, process.stdout, process.stderr, results)
+
+    return run

@@ -1,0 +1,194 @@
+"""cachestack.aws.elasticache_replication_group against moto, through ansible-playbook.
+
+The amazon.aws test pattern: check mode (changed, nothing made), apply (changed), check
+again and apply again (no change), change one attribute (only that changes), delete. moto
+leaves a deleted group `deleting` for ever, so the delete runs with wait=false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .conftest import PlayRun, Step
+
+GROUP_ID = "cachestack-test"
+TOKEN = "integration-auth-token-0123456789"
+
+GROUP_ARGS: dict[str, Any] = {
+    "replication_group_id": GROUP_ID,
+    "description": "cachestack cache",
+    "engine": "redis",
+    "engine_version": "7.1",
+    "cache_node_type": "cache.t4g.micro",
+    "cluster_mode": "enabled",
+    "num_node_groups": 1,
+    "replicas_per_node_group": 1,
+    "automatic_failover_enabled": True,
+    "transit_encryption_enabled": True,
+    "auth_token": TOKEN,
+    "at_rest_encryption_enabled": True,
+    "snapshot_retention_limit": 1,
+    "tags": {"Stack": "cachestack", "Role": "cache"},
+}
+
+
+def describe(client: Any) -> dict[str, Any] | None:
+    try:
+        return dict(
+            client.describe_replication_groups(ReplicationGroupId=GROUP_ID)["ReplicationGroups"][0]
+        )
+    except client.exceptions.ReplicationGroupNotFoundFault:
+        return None
+
+
+def tags_of(client: Any, group: dict[str, Any]) -> dict[str, str]:
+    tag_list = client.list_tags_for_resource(ResourceName=group["ARN"])["TagList"]
+    return {tag["Key"]: tag["Value"] for tag in tag_list}
+
+
+def ok(run: PlayRun) -> list[dict[str, Any]]:
+    """Assert the play succeeded without leaking the token; return the task results."""
+    assert run.rc == 0, f"{run.results}\n{run.stderr[-2000:]}"
+    for result in run.results:
+        assert not result.get("failed"), result
+    assert TOKEN not in run.stdout + run.stderr, "the auth token leaked into the output"
+    return run.results
+
+
+def changed_keys(result: dict[str, Any]) -> set[str]:
+    before, after = result["diff"]["before"], result["diff"]["after"]
+    return {key for key in set(before) | set(after) if before.get(key) != after.get(key)}
+
+
+def test_lifecycle(run_play: Callable[..., PlayRun], elasticache: Any) -> None:
+    # Check mode on an empty account: a change is reported, nothing is created.
+    [planned] = ok(run_play(Step(GROUP_ARGS, check=True)))
+    assert planned["changed"]
+    assert planned["actions"] == ["CreateReplicationGroup"]
+    assert planned["diff"]["before"] == {}
+    assert planned["diff"]["after"]["cluster_mode"] == "enabled"
+    assert planned["diff"]["after"]["auth_token_enabled"] is True
+    assert describe(elasticache) is None
+
+    # Apply, then check mode and apply again: created once, then nothing to do.
+    created, checked, again = ok(
+        run_play(Step(GROUP_ARGS), Step(GROUP_ARGS, check=True), Step(GROUP_ARGS))
+    )
+    assert created["changed"]
+    assert created["actions"] == ["CreateReplicationGroup"]
+    for rerun in (checked, again):
+        assert not rerun["changed"], rerun["actions"]
+        assert rerun["actions"] == []
+        assert changed_keys(rerun) == set()
+
+    group = describe(elasticache)
+    assert group is not None
+    assert group["ClusterMode"] == "enabled"
+    assert group["ClusterEnabled"] is True
+    assert len(group["NodeGroups"]) == 1
+    assert len(group["NodeGroups"][0]["NodeGroupMembers"]) == 2  # primary and one replica
+    assert group["AutomaticFailover"] == "enabled"
+    assert group["TransitEncryptionEnabled"] is True
+    assert group["AuthTokenEnabled"] is True
+    assert group["AtRestEncryptionEnabled"] is True
+    assert group["SnapshotRetentionLimit"] == 1
+    assert tags_of(elasticache, group) == GROUP_ARGS["tags"]
+
+    # The return values: snake_case, with the configuration endpoint in cluster mode.
+    assert created["replication_group_id"] == GROUP_ID
+    assert created["status"] == "available"
+    assert created["cluster_enabled"] is True
+    assert created["num_node_groups"] == 1
+    assert created["replicas_per_node_group"] == 1
+    assert created["configuration_endpoint"] == {
+        "address": group["ConfigurationEndpoint"]["Address"],
+        "port": group["ConfigurationEndpoint"]["Port"],
+    }
+    assert created["endpoint"] == created["configuration_endpoint"]
+    assert created["primary_endpoint"] is None
+    assert created["reader_endpoint"] is None
+    assert created["replication_group"]["member_clusters"] == group["MemberClusters"]
+    assert created["tags"] == GROUP_ARGS["tags"]
+    assert again["configuration_endpoint"] == created["configuration_endpoint"]
+
+    # One attribute changed: check mode reports only it and changes nothing ...
+    changed_args = dict(GROUP_ARGS, snapshot_retention_limit=5)
+    [planned] = ok(run_play(Step(changed_args, check=True)))
+    assert planned["changed"]
+    assert planned["actions"] == ["ModifyReplicationGroup SnapshotRetentionLimit"]
+    assert changed_keys(planned) == {"snapshot_retention_limit"}
+    assert describe(elasticache) == group
+
+    # ... apply changes only that, and once applied it is no change; a delete in check
+    # mode reports a change and deletes nothing.
+    absent = {"replication_group_id": GROUP_ID, "state": "absent", "wait": False}
+    modified, settled, delete_planned = ok(
+        run_play(Step(changed_args), Step(changed_args), Step(absent, check=True))
+    )
+    assert modified["changed"]
+    assert modified["actions"] == ["ModifyReplicationGroup SnapshotRetentionLimit"]
+    assert not settled["changed"]
+    assert delete_planned["changed"]
+    assert delete_planned["actions"] == ["DeleteReplicationGroup"]
+    now = describe(elasticache)
+    assert now is not None
+    assert now["SnapshotRetentionLimit"] == 5
+    assert now["Status"] == "available"
+    assert {k: v for k, v in now.items() if k != "SnapshotRetentionLimit"} == {
+        k: v for k, v in group.items() if k != "SnapshotRetentionLimit"
+    }
+    assert tags_of(elasticache, now) == GROUP_ARGS["tags"]
+
+    # Delete without waiting (moto never finishes deleting); a second delete is no change.
+    deleted, deleted_again = ok(run_play(Step(absent), Step(absent)))
+    assert deleted["changed"]
+    assert deleted["actions"] == ["DeleteReplicationGroup"]
+    assert not deleted_again["changed"]
+    gone = describe(elasticache)
+    assert gone is not None
+    assert gone["Status"] == "deleting"
+
+
+def test_tags_purge_and_keep(run_play: Callable[..., PlayRun], elasticache: Any) -> None:
+    args = {
+        "replication_group_id": GROUP_ID,
+        "cluster_mode": "enabled",
+        "num_node_groups": 1,
+        "replicas_per_node_group": 0,
+        "tags": {"Stack": "cachestack", "Old": "yes"},
+    }
+    created, kept, purged, untouched = ok(
+        run_play(
+            Step(args),
+            Step(dict(args, tags={"New": "1"}, purge_tags=False)),
+            Step(dict(args, tags={"Stack": "cachestack"})),
+            Step({"replication_group_id": GROUP_ID}),
+        )
+    )
+    assert created["tags"] == {"Stack": "cachestack", "Old": "yes"}
+    assert kept["changed"]
+    assert kept["tags"] == {"Stack": "cachestack", "Old": "yes", "New": "1"}
+    assert purged["changed"]
+    assert purged["actions"] == ["RemoveTagsFromResource New,Old"]
+    assert purged["diff"]["after"]["tags"] == {"Stack": "cachestack"}
+    # Without tags, tags are left alone.
+    assert not untouched["changed"]
+    group = describe(elasticache)
+    assert group is not None
+    assert tags_of(elasticache, group) == {"Stack": "cachestack"}
+
+
+def test_bad_input_fails_before_anything_is_made(
+    run_play: Callable[..., PlayRun], elasticache: Any
+) -> None:
+    no_tls, one_shard = run_play(
+        Step({"replication_group_id": GROUP_ID, "auth_token": TOKEN}, ignore_errors=True),
+        Step({"replication_group_id": GROUP_ID, "num_node_groups": 2}, ignore_errors=True),
+    ).results
+    assert no_tls["failed"]
+    assert "auth_token needs transit_encryption_enabled=true" in no_tls["msg"]
+    assert one_shard["failed"]
+    assert "num_node_groups greater than 1 needs cluster_mode=enabled" in one_shard["msg"]
+    assert TOKEN not in repr(no_tls)
+    assert describe(elasticache) is None
