@@ -151,6 +151,7 @@ def main() -> None:
         "--slow-seconds", type=float, default=5.0, help="pg_sleep in slow_version()"
     )
     args = parser.parse_args()
+    load_before = os.getloadavg()
 
     workdir = Path(tempfile.mkdtemp(prefix="cachestack-bench-"))
     pg = start_postgresql()
@@ -229,13 +230,14 @@ def main() -> None:
         pg.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print_table(args, results, stampedes)
+    print_table(args, results, stampedes, (load_before, os.getloadavg()))
 
 
 def print_table(
     args: argparse.Namespace,
     results: dict[str, list[dict[str, float]]],
     stampedes: dict[str, tuple[int, list[int]]],
+    loads: tuple[tuple[float, float, float], tuple[float, float, float]],
 ) -> None:
     ours, ref = results["cachestack_app"], results["flask-caching"]
     ratios = [o["rps"] / r["rps"] for o, r in zip(ours, ref, strict=True)]
@@ -272,6 +274,11 @@ def print_table(
     for name, (count, statuses) in stampedes.items():
         ok = sum(1 for s in statuses if s == 200)
         print(f"  {name:<16} {count:>3} slow queries  ({ok}/50 answered 200)")
+    print()
+    print(
+        f"machine: {os.cpu_count()} CPUs, 1-min load average {loads[0][0]:.1f} before, "
+        f"{loads[1][0]:.1f} after (other load skews absolute figures; the ratio less so)"
+    )
 
 
 if __name__ == "__main__":

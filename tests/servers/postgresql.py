@@ -12,6 +12,7 @@ Use the fixtures from a ``conftest.py``::
         postgresql_server,  # session scope: one shared server
         postgresql_database,  # function scope: a fresh database on the shared server
         postgresql_private_server,  # function scope: a server of its own, free to stop
+        postgresql_tls_server,  # session scope: TLS too (server.ca_file verifies it)
     )
 
 ``postgresql_server`` and ``postgresql_private_server`` yield a :class:`PostgresServer`
@@ -92,6 +93,9 @@ class PostgresServer:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
     dbname: str = "postgres"
     settings: dict[str, str] = field(default_factory=dict)
+    # (certificate, key) PEM files: the server then also speaks TLS (ssl = on).
+    tls: tuple[Path, Path] | None = None
+    ca_file: Path | None = None  # the CA that signed the TLS certificate, when known
 
     @property
     def datadir(self) -> Path:
@@ -137,6 +141,15 @@ class PostgresServer:
             timeout=120,
         )
         pwfile.unlink()
+        tls_conf: dict[str, str] = {}
+        if self.tls:
+            cert, key = self.basedir / "server.crt", self.basedir / "server.key"
+            shutil.copyfile(self.tls[0], cert)
+            shutil.copyfile(self.tls[1], key)
+            key.chmod(0o600)
+            for path in (cert, key):
+                _chown_to_postgres(path)
+            tls_conf = {"ssl": "on", "ssl_cert_file": f"'{cert}'", "ssl_key_file": f"'{key}'"}
         conf = {
             "listen_addresses": "'127.0.0.1'",
             "port": str(self.port),
@@ -147,6 +160,7 @@ class PostgresServer:
             "max_connections": "200",
             "shared_buffers": "32MB",
             "track_functions": "all",
+            **tls_conf,
             **self.settings,
         }
         with (self.datadir / "postgresql.conf").open("a") as fh:
@@ -286,10 +300,13 @@ class PostgresDatabase:
         return self.server.execute(sql, params, dbname=self.name)
 
 
-def start_postgresql(settings: dict[str, str] | None = None) -> PostgresServer:
-    """Initialise and start a new server on a free loopback port."""
+def start_postgresql(
+    settings: dict[str, str] | None = None, tls: tuple[Path, Path] | None = None
+) -> PostgresServer:
+    """Initialise and start a new server on a free loopback port (TLS too if given
+    a (certificate, key) pair of PEM files)."""
     basedir = Path(tempfile.mkdtemp(prefix="cachestack-pg-"))
-    server = PostgresServer(basedir=basedir, port=free_port(), settings=settings or {})
+    server = PostgresServer(basedir=basedir, port=free_port(), settings=settings or {}, tls=tls)
     try:
         server.init()
         server.start()
@@ -321,6 +338,23 @@ def postgresql_database(postgresql_server: PostgresServer) -> Iterator[PostgresD
         yield PostgresDatabase(postgresql_server, name)
     finally:
         postgresql_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def postgresql_tls_server() -> Iterator[PostgresServer]:
+    """A session server that also speaks TLS, with a certificate for localhost and
+    127.0.0.1 signed by a throwaway CA: its file is ``server.ca_file``."""
+    from tests.servers.redis import make_certificates
+
+    certdir = Path(tempfile.mkdtemp(prefix="cachestack-pg-certs-"))
+    certs = make_certificates(certdir)
+    server = start_postgresql(tls=(certs.cert_file, certs.key_file))
+    server.ca_file = certs.ca_file
+    try:
+        yield server
+    finally:
+        server.destroy()
+        shutil.rmtree(certdir, ignore_errors=True)
 
 
 @pytest.fixture

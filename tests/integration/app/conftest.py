@@ -25,6 +25,7 @@ from tests.servers.postgresql import (  # noqa: F401
     postgresql_database,
     postgresql_private_server,
     postgresql_server,
+    postgresql_tls_server,
 )
 from tests.servers.redis import (  # noqa: F401
     RedisServer,

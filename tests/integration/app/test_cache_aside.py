@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.integration.app.conftest import SLOW_SECONDS, ini, slow_calls
+from tests.integration.app.conftest import SLOW_SECONDS, ini, install_slow_function, slow_calls
 
 
 def test_miss_then_hit(app_db, clean_redis, make_app):
@@ -150,3 +150,23 @@ def test_metrics_in_process(app_db, clean_redis, make_app):
         "cachestack_http_request_duration_seconds_bucket",
     ):
         assert name in text
+
+
+def test_postgresql_verify_full_with_sslrootcert(postgresql_tls_server, clean_redis, make_app):
+    pg = postgresql_tls_server
+    install_slow_function(pg)
+    verified = {"sslmode": "verify-full", "sslrootcert": pg.ca_file}
+    _app, client = make_app(ini(pg, clean_redis, postgresql=verified))
+    response = client.get("/")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    rows = pg.execute(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+        "WHERE s.ssl AND a.application_name = 'cachestack_app'"
+    )
+    assert rows[0][0] >= 1  # the app's connection is encrypted
+
+    # Without the CA, verify-full cannot verify the server: a miss answers 503.
+    clean_redis.client().flushall()
+    unverified = {"sslmode": "verify-full", "sslrootcert": None}
+    _app, client = make_app(ini(pg, clean_redis, postgresql=unverified))
+    assert client.get("/").status_code == 503
