@@ -67,7 +67,7 @@ options:
   baseline_version:
     description:
       - Adopt an existing database whose schema already matches the files up to this
-        version: when the history table is absent or empty, record a C(BASELINE) row for
+        version. When the history table is absent or empty, record a C(BASELINE) row for
         this version instead of running those files; the later files run as usual.
       - Has no effect once the history table holds a row.
     type: raw
@@ -122,7 +122,7 @@ seealso:
     description: The naming scheme and history-table approach this module follows.
     link: https://documentation.red-gate.com/fd/migrations-184127470.html
 author:
-  - cachestack maintainers
+  - cachestack maintainers (@cachestack)
 """
 
 EXAMPLES = r"""
