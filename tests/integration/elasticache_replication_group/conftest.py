@@ -23,7 +23,12 @@ import boto3
 import pytest
 import yaml
 
-from tests.servers.moto import REGION, aws_env, moto_server, reset_moto  # noqa: F401
+from tests.servers.moto import (  # noqa: F401  # pylint: disable=unused-import
+    REGION,
+    aws_env,
+    moto_server,
+    reset_moto,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
