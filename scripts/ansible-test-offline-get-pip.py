@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Offline stand-in for the get-pip bootstrap script that ansible-test downloads.
 
 ``ansible-test sanity`` (even with ``--local``) builds small virtual environments and seeds

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.servers.postgresql import (  # noqa: F401
+# The fixtures are imported so pytest finds them here.
+from tests.servers.postgresql import (  # noqa: F401  # pylint: disable=unused-import
     PostgresDatabase,
     postgresql_database,
     postgresql_server,
