@@ -533,11 +533,6 @@ class ReplicationGroupManager:
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
             self.module.fail_json_aws(e, msg=f"Failed waiting for {self.group_id}")
 
-    def wait_available_if_busy(self) -> None:
-        group = self.describe()
-        if group and group.get("Status") != "available":
-            self.wait_for("replication_group_available")
-
     # Acting
 
     def call(self, operation: str, summary: str, request: dict[str, Any]) -> bool:
@@ -569,6 +564,30 @@ class ReplicationGroupManager:
             self.wait_for("replication_group_deleted")
             return self.create()
 
+        steps = self.plan_steps(group)
+        if steps and not self.module.check_mode and group.get("Status") != "available":
+            # AWS refuses an operation while the group is creating or modifying, and sizes
+            # read mid-change mislead: plan again once the group has settled.
+            self.wait_for("replication_group_available")
+            group = self.describe() or group
+            steps = self.plan_steps(group)
+
+        for index, (operation, summary, request) in enumerate(steps):
+            if index and not self.module.check_mode:
+                self.wait_for("replication_group_available")
+            self.call(operation, summary, request)
+
+        if self.params["tags"] is not None:
+            self.ensure_tags(group)
+
+        if self.module.check_mode:
+            return group
+        if self.params["wait"]:
+            self.wait_for("replication_group_available")
+        return self.describe() or group
+
+    def plan_steps(self, group: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+        """Compare the group with the options; return (operation, summary, request) steps."""
         member = self.describe_member(group)
         current = plan.current_state(group, member)
         errors = plan.validate(self.params, current)
@@ -615,24 +634,7 @@ class ReplicationGroupManager:
                 steps.insert(0, step)
             else:
                 steps.append(step)
-
-        for index, (operation, summary, request) in enumerate(steps):
-            if not self.module.check_mode:
-                # AWS refuses an operation while the group is still creating or modifying.
-                if index == 0:
-                    self.wait_available_if_busy()
-                else:
-                    self.wait_for("replication_group_available")
-            self.call(operation, summary, request)
-
-        if self.params["tags"] is not None:
-            self.ensure_tags(group)
-
-        if self.module.check_mode:
-            return group
-        if self.params["wait"]:
-            self.wait_for("replication_group_available")
-        return self.describe() or group
+        return steps
 
     def ensure_tags(self, group: dict[str, Any]) -> None:
         current = self.describe_tags(group)

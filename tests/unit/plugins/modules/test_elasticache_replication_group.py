@@ -227,7 +227,6 @@ def test_engine_version_upgrade_sends_modify(stubbed: tuple[Any, Stubber]) -> No
     client, stubber = stubbed
     group = group_of([1])
     expect_read(stubber, group, member_of(group, EngineVersion="7.0.7"))
-    expect_available(stubber, group)
     stubber.add_response(
         "modify_replication_group",
         {"ReplicationGroup": group},
@@ -256,7 +255,6 @@ def test_increase_replicas_uses_increase_replica_count(stubbed: tuple[Any, Stubb
     client, stubber = stubbed
     group = group_of([1])
     expect_read(stubber, group, member_of(group))
-    expect_available(stubber, group)
     stubber.add_response(
         "increase_replica_count",
         {"ReplicationGroup": group},
@@ -271,7 +269,6 @@ def test_decrease_only_the_shards_that_have_too_many(stubbed: tuple[Any, Stubber
     client, stubber = stubbed
     group = group_of([2, 1, 2])
     expect_read(stubber, group, member_of(group))
-    expect_available(stubber, group)
     stubber.add_response(
         "decrease_replica_count",
         {"ReplicationGroup": group},
@@ -295,7 +292,6 @@ def test_add_shard_then_replicas_waiting_in_between(
     client, stubber = stubbed
     group = group_of([1])
     expect_read(stubber, group, member_of(group))
-    expect_available(stubber, group)
     stubber.add_response(
         "modify_replication_group_shard_configuration",
         {"ReplicationGroup": group},
@@ -324,7 +320,6 @@ def test_remove_shards_keeps_the_first_ones(stubbed: tuple[Any, Stubber]) -> Non
     client, stubber = stubbed
     group = group_of([1, 1, 1])
     expect_read(stubber, group, member_of(group))
-    expect_available(stubber, group)
     stubber.add_response(
         "modify_replication_group_shard_configuration",
         {"ReplicationGroup": group},
@@ -385,7 +380,6 @@ def test_failover_off_goes_before_the_last_replica(stubbed: tuple[Any, Stubber])
     client, stubber = stubbed
     group = group_of([1], cluster=False, MultiAZ="disabled")
     expect_read(stubber, group, member_of(group))
-    expect_available(stubber, group)
     stubber.add_response(
         "modify_replication_group",
         {"ReplicationGroup": group},
@@ -428,7 +422,6 @@ def test_auth_token_update_strategy_sends_the_token(
     client, stubber = stubbed
     group = group_of([1])
     expect_read(stubber, group, member_of(group))
-    expect_available(stubber, group)
     stubber.add_response(
         "modify_replication_group",
         {"ReplicationGroup": group},
@@ -464,7 +457,6 @@ def test_auth_token_added_to_a_group_without_auth_rotates(stubbed: tuple[Any, St
     client, stubber = stubbed
     group = group_of([1], AuthTokenEnabled=False)
     expect_read(stubber, group, member_of(group))
-    expect_available(stubber, group)
     stubber.add_response(
         "modify_replication_group",
         {"ReplicationGroup": group},
@@ -696,3 +688,57 @@ def test_unreported_attributes_are_not_compared() -> None:
         "SnapshotRetentionLimit": 5,
         "ApplyImmediately": False,
     }
+
+
+def test_busy_group_is_planned_again_once_settled(
+    stubbed: tuple[Any, Stubber], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read mid-resize (one replica listed), the group already has two when it settles:
+    # no second IncreaseReplicaCount.
+    monkeypatch.setattr(erg, "WAIT_DELAY", 0.01)
+    client, stubber = stubbed
+    busy = group_of([1], Status="modifying")
+    settled = group_of([2])
+    expect_read(stubber, busy, member_of(busy))
+    expect_available(stubber, settled)  # the waiter
+    expect_read(stubber, settled, member_of(settled))  # the second plan
+    manager = run_present(client, stubber, settled, replicas_per_node_group=2)
+    assert manager.changed is False
+    assert manager.actions == []
+
+
+def test_group_being_deleted_without_wait_is_an_error(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    expect_available(stubber, group_of([1], Status="deleting"))
+    with pytest.raises(ModuleFailed, match="still being deleted"):
+        run_present(client, stubber, None, cluster_mode="enabled")
+
+
+def test_group_being_deleted_is_waited_for_then_created(
+    stubbed: tuple[Any, Stubber], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(erg, "WAIT_DELAY", 0.01)
+    client, stubber = stubbed
+    expect_available(stubber, group_of([1], Status="deleting"))
+    stubber.add_client_error(
+        "describe_replication_groups",
+        service_error_code="ReplicationGroupNotFoundFault",
+        http_status_code=404,
+        expected_params={"ReplicationGroupId": GROUP_ID},
+    )
+    stubber.add_response(
+        "create_replication_group",
+        {"ReplicationGroup": group_of([0], Status="creating")},
+        {
+            "ReplicationGroupId": GROUP_ID,
+            "ReplicationGroupDescription": GROUP_ID,
+            "ClusterMode": "enabled",
+        },
+    )
+    expect_available(stubber, group_of([0]))  # the waiter after create
+    expect_available(stubber, group_of([0]))  # the closing describe
+    manager = erg.ReplicationGroupManager(
+        FakeModule(client, cluster_mode="enabled", wait=True, wait_timeout=60)
+    )
+    manager.ensure_present()
+    assert manager.actions == ["CreateReplicationGroup"]
