@@ -780,6 +780,8 @@ def main() -> None:
             migrator.acquire_lock(p["lock_timeout"])
         try:
             history = migrator.read_history()
+            keys = sorted(parse_version(r["version"]) for r in history)
+            result["current_version"] = version_str(keys[-1]) if keys else None
             plan = build_plan(
                 migrations,
                 history,

@@ -132,6 +132,7 @@ def test_edited_applied_file_fails_or_warns(migrate: Migrate) -> None:
     assert failed.rc != 0
     assert "checksum mismatch for version 2 (V2__seed_items.sql)" in failed.msg
     assert failed.applied == []
+    assert failed.result["current_version"] == "2"
     assert migrate.history_versions() == ["1", "2"]  # V3 did not run either
 
     warned = migrate.run_module(on_checksum_mismatch="warn")
