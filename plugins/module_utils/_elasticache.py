@@ -221,9 +221,37 @@ def value_matches(name: str, wanted: Any, current: Any) -> bool:
     return bool(wanted == current)
 
 
+_TOKEN_ALLOWED = re.compile(r"^[A-Za-z0-9!&#$^<>-]+$")
+
+
+def auth_token_problems(token: str) -> list[str]:
+    """What AWS would refuse in an AUTH token (the messages never contain the token)."""
+    problems = []
+    if not 16 <= len(token) <= 128:
+        problems.append("auth_token must be 16 to 128 characters long")
+    if not _TOKEN_ALLOWED.match(token):
+        problems.append(
+            "auth_token may only hold letters, digits and the characters ! & # $ ^ < > -"
+        )
+    return problems
+
+
 def validate(params: dict[str, Any], current: dict[str, Any] | None) -> list[str]:
     """Return the reasons the request cannot be carried out (empty when it can)."""
     errors = []
+    token = params.get("auth_token")
+    if token:
+        errors.extend(auth_token_problems(token))
+    replicas = params.get("replicas_per_node_group")
+    if replicas is not None and not 0 <= replicas <= 5:
+        errors.append("replicas_per_node_group must be between 0 and 5")
+    shards = params.get("num_node_groups")
+    if shards is not None and not 1 <= shards <= 500:
+        errors.append("num_node_groups must be between 1 and 500")
+    if params.get("automatic_failover_enabled") and replicas == 0:
+        errors.append("automatic_failover_enabled needs at least one replica")
+    if params.get("multi_az_enabled") and params.get("automatic_failover_enabled") is False:
+        errors.append("multi_az_enabled needs automatic_failover_enabled=true")
     cluster_mode = params.get("cluster_mode") or (current or {}).get("cluster_mode")
     if (
         params.get("num_node_groups") is not None

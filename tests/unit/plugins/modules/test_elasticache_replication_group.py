@@ -742,3 +742,78 @@ def test_group_being_deleted_is_waited_for_then_created(
     )
     manager.ensure_present()
     assert manager.actions == ["CreateReplicationGroup"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"auth_token": "short"}, "auth_token must be 16 to 128 characters long"),
+        ({"auth_token": "x" * 129}, "auth_token must be 16 to 128 characters long"),
+        ({"auth_token": "has spaces and @ in it!"}, "auth_token may only hold"),
+        ({"replicas_per_node_group": 6}, "replicas_per_node_group must be between 0 and 5"),
+        ({"num_node_groups": 0}, "num_node_groups must be between 1 and 500"),
+        (
+            {"automatic_failover_enabled": True, "replicas_per_node_group": 0},
+            "automatic_failover_enabled needs at least one replica",
+        ),
+        (
+            {"multi_az_enabled": True, "automatic_failover_enabled": False},
+            "multi_az_enabled needs automatic_failover_enabled=true",
+        ),
+        ({"auth_token_update_strategy": "SET"}, "auth_token_update_strategy needs auth_token"),
+        ({"kms_key_id": "key"}, "kms_key_id needs at_rest_encryption_enabled=true"),
+    ],
+)
+def test_validate_refuses_what_aws_would(params: dict[str, Any], message: str) -> None:
+    base = {"transit_encryption_enabled": True, "cluster_mode": "enabled"}
+    problems = plan.validate({**base, **params}, None)
+    assert any(message in problem for problem in problems), problems
+    token = params.get("auth_token")
+    if token:
+        assert not any(token in problem for problem in problems)
+
+
+def test_validate_accepts_a_good_request() -> None:
+    params = {
+        "cluster_mode": "enabled",
+        "num_node_groups": 2,
+        "replicas_per_node_group": 1,
+        "automatic_failover_enabled": True,
+        "multi_az_enabled": True,
+        "transit_encryption_enabled": True,
+        "auth_token": TOKEN,
+        "at_rest_encryption_enabled": True,
+        "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/abc",
+    }
+    assert plan.validate(params, None) == []
+
+
+def test_create_request_shape() -> None:
+    request = plan.build_create_request(
+        {
+            "replication_group_id": GROUP_ID,
+            "cluster_mode": "enabled",
+            "num_node_groups": 2,
+            "replicas_per_node_group": 1,
+            "security_group_ids": ["sg-1"],
+            "port": 6380,
+        },
+        {"Stack": "cachestack", "Count": 3},
+    )
+    assert request == {
+        "ReplicationGroupId": GROUP_ID,
+        "ReplicationGroupDescription": GROUP_ID,
+        "SecurityGroupIds": ["sg-1"],
+        "Port": 6380,
+        "ClusterMode": "enabled",
+        "NumNodeGroups": 2,
+        "ReplicasPerNodeGroup": 1,
+        "Tags": [{"Key": "Stack", "Value": "cachestack"}, {"Key": "Count", "Value": "3"}],
+    }
+    # The request fits the real API shape.
+    client = boto3.client(
+        "elasticache", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+    )
+    with Stubber(client) as stubber:
+        stubber.add_response("create_replication_group", {}, request)
+        client.create_replication_group(**request)
