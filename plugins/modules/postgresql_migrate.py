@@ -28,7 +28,8 @@ description:
     runs outside a transaction, one statement at a time, for statements that PostgreSQL
     refuses inside one (C(CREATE INDEX CONCURRENTLY), C(ALTER TYPE ... ADD VALUE) before
     PostgreSQL 12, C(VACUUM)). Such a file is recorded once all its statements succeed; if
-    one fails, the statements before it stay applied, so keep such files to one statement.
+    one fails, the statements before it stay applied and run again on the next run, so
+    write each statement so that it can be repeated.
   - The whole run holds a session-level advisory lock derived from the history table's
     name, so concurrent runs against one database apply each version exactly once; a run
     that had to wait re-reads the history after getting the lock, finds nothing pending,
@@ -112,9 +113,10 @@ notes:
   - A transactional file must not contain C(BEGIN), C(COMMIT) or C(ROLLBACK) of its own.
   - Statements of a no-transaction file are split at semicolons outside quotes, dollar quotes
     and comments; SQL-standard function bodies (C(BEGIN ATOMIC ... END)) are not supported
-    in such files. A failed C(CREATE INDEX CONCURRENTLY) can leave an invalid index behind
-    (PostgreSQL's own behaviour), so write it as C(DROP INDEX CONCURRENTLY IF EXISTS)
-    followed by the creation in two files, or make the creation C(IF NOT EXISTS).
+    in such files. A failed C(CREATE INDEX CONCURRENTLY) leaves an invalid index behind
+    (PostgreSQL's own behaviour), so precede it, in the same file, with
+    C(DROP INDEX CONCURRENTLY IF EXISTS) for that index (see the examples); C(IF NOT EXISTS)
+    alone would keep the invalid index.
 seealso:
   - module: community.postgresql.postgresql_script
   - module: community.postgresql.postgresql_query
@@ -158,9 +160,12 @@ EXAMPLES = r"""
     history_table: schema_versions
     target_version: "2.1"
 
-# A no-transaction file, e.g. V5__index_items_name.sql, starts with the marker:
+# A no-transaction file, e.g. V5__index_items_name.sql, starts with the marker. Each
+# statement can be repeated: when the creation fails, the next run drops the invalid
+# index it left and tries again.
 #   -- cachestack:no-transaction
-#   CREATE INDEX CONCURRENTLY IF NOT EXISTS items_name_idx ON items (name);
+#   DROP INDEX CONCURRENTLY IF EXISTS items_name_idx;
+#   CREATE INDEX CONCURRENTLY items_name_idx ON items (name);
 """
 
 RETURN = r"""
@@ -397,16 +402,16 @@ def split_statements(sql: str) -> list:
     """Split SQL at top-level semicolons into (offset, statement) pairs.
 
     Quotes ('', E'', ""), dollar quotes, line and nested block comments are honoured.
-    Statements holding nothing but whitespace and comments are left out; the offset is
-    where the statement's text starts in sql.
+    Statements holding nothing but whitespace and comments are left out. Each statement
+    starts at its first token (comments before it are dropped) and the offset is where that
+    token is in sql, so an error position inside the statement maps back to the file.
     """
     out = []
     i, n = 0, len(sql)
-    start = 0
-    has_code = False
+    start = None
 
     def flush(end: int) -> None:
-        if has_code:
+        if start is not None:
             out.append((start, sql[start:end]))
 
     while i < n:
@@ -429,12 +434,13 @@ def split_statements(sql: str) -> list:
         if c == ";":
             flush(i + 1)
             i += 1
-            start, has_code = i, False
+            start = None
             continue
         if c.isspace():
             i += 1
             continue
-        has_code = True
+        if start is None:
+            start = i
         if c == "'":
             prev = sql[i - 1] if i > 0 else ""
             before = sql[i - 2] if i > 1 else ""

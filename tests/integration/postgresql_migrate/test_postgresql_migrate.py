@@ -192,6 +192,37 @@ def test_transactional_and_no_transaction_files_in_one_run(migrate: Migrate) -> 
     assert migrate.history_versions() == ["1", "2", "3"]
 
 
+def test_failed_no_transaction_file_is_not_recorded_and_is_retried(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1 + V2.replace("apple", "pear"))  # duplicate names
+    migrate.write(
+        "V2__unique_name.sql",
+        "-- cachestack:no-transaction\n"
+        "DROP INDEX CONCURRENTLY IF EXISTS items_name_uq;\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY items_name_uq ON items (name);\n",
+    )
+    failed = migrate.run_module()
+    assert failed.rc != 0
+    assert "version 2 (V2__unique_name.sql) failed at line 3" in failed.msg
+    assert 'could not create unique index "items_name_uq"' in failed.msg
+    assert failed.applied == ["1"]
+    assert failed.pending == ["2"]
+    assert migrate.history_versions() == ["1"]
+    # PostgreSQL leaves the failed concurrent build behind as an invalid index ...
+    assert migrate.query(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_name_uq'::regclass"
+    ) == [(False,)]
+
+    migrate.query("DELETE FROM items WHERE id = (SELECT max(id) FROM items)")
+    retried = migrate.run_module()
+    assert retried.rc == 0, retried.msg
+    assert retried.applied == ["2"]
+    # ... which the file's DROP INDEX CONCURRENTLY IF EXISTS clears on the retry.
+    assert migrate.query(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_name_uq'::regclass"
+    ) == [(True,)]
+    assert migrate.history_versions() == ["1", "2"]
+
+
 def test_concurrently_without_marker_fails_cleanly(migrate: Migrate) -> None:
     migrate.write("V1__create_items.sql", V1)
     migrate.write("V2__index.sql", "CREATE INDEX CONCURRENTLY items_name_idx ON items (name);\n")

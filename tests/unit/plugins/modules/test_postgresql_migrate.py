@@ -211,12 +211,21 @@ def test_split_honours_quotes_and_comments() -> None:
         "-- trailing comment; with semicolon\n"
     )
     assert statements(sql) == [
-        "-- cachestack:no-transaction\nINSERT INTO t VALUES ('a;b', 'it''s;', E'x\\';y');",
+        "INSERT INTO t VALUES ('a;b', 'it''s;', E'x\\';y');",
         'CREATE TABLE "odd;name" (c int);',
-        "/* a; /* nested; */ still; */\n"
         "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$;",
         "CREATE FUNCTION g() RETURNS int LANGUAGE plpgsql AS $body$ BEGIN RETURN 1; END $body$;",
     ]
+
+
+def test_split_offsets_point_at_the_first_token() -> None:
+    sql = "-- marker\nDROP INDEX i;\n\n/* why */ CREATE INDEX i ON t (c);\n"
+    parts = pm.split_statements(sql)
+    assert parts == [
+        (sql.index("DROP"), "DROP INDEX i;"),
+        (sql.index("CREATE"), "CREATE INDEX i ON t (c);"),
+    ]
+    assert pm.line_of(sql, parts[1][0]) == 4
 
 
 def test_split_dollar_sign_outside_quotes() -> None:
