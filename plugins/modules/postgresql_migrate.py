@@ -286,7 +286,6 @@ from ansible_collections.cachestack.aws.plugins.module_utils._postgresql import 
 FILE_RE = re.compile(r"^V(?P<version>[0-9]+(?:[._][0-9]+)*)__(?P<description>[^/\\]+)\.sql$")
 VERSION_RE = re.compile(r"^[Vv]?(?P<version>[0-9]+(?:[._][0-9]+)*)$")
 NO_TRANSACTION_RE = re.compile(r"^--\s*cachestack:no-transaction\s*$")
-NO_TRANSACTION_MARKER = "-- cachestack:no-transaction"
 LOCK_NAMESPACE = "cachestack.aws.postgresql_migrate:"
 _IDENT_CHAR = re.compile(r"[A-Za-z0-9_$\x80-\U0010ffff]")
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
@@ -612,13 +611,10 @@ class Migrator:
         except psycopg2.Error as e:
             if getattr(e, "pgcode", None) != "55P03":  # lock_not_available
                 raise
-            holder = self.lock_holder()
-            self.module.fail_json(
-                msg=f"could not take the migration lock on {self.table_name} within {timeout} s:"
-                f" another run holds it{holder}",
-                applied=[],
-                pending=[],
-            )
+            raise MigrationError(
+                f"could not take the migration lock on {self.table_name} within {timeout} s:"
+                f" another run holds it{self.lock_holder()}"
+            ) from e
         finally:
             self.execute("RESET lock_timeout")
 
@@ -634,11 +630,9 @@ class Migrator:
         if not rows:
             return ""
         pid, app, addr, since = rows[0]
-        return " (backend pid {}, application {}, client {}, connected since {})".format(
-            pid,
-            app or "-",
-            addr or "local",
-            since,
+        return (
+            f" (backend pid {pid}, application {app or '-'}, client {addr or 'local'},"
+            f" connected since {since})"
         )
 
     def release_lock(self) -> None:
@@ -743,10 +737,17 @@ class Migrator:
                 except (TypeError, ValueError):
                     pos = offset
                 where = f"at line {line_of(m.sql, pos)}"
+            if m.transaction:
+                outcome = "was rolled back"
+            else:
+                outcome = (
+                    "was not recorded (the statements before it in this no-transaction"
+                    " file stay applied)"
+                )
             text = pg_error_text(e) if isinstance(e, psycopg2.Error) else to_native(e)
             raise MigrationFailed(
                 m,
-                f"version {m.version} ({m.script}) failed {where} and was not applied: {text}",
+                f"version {m.version} ({m.script}) failed {where} and {outcome}: {text}",
             ) from e
         self.execute("RESET ALL")
         return elapsed
@@ -782,9 +783,9 @@ def main() -> None:
     try:
         migrator = Migrator(module, conn)
         result["history_table"] = migrator.table_name
-        if not module.check_mode:
-            migrator.acquire_lock(p["lock_timeout"])
         try:
+            if not module.check_mode:
+                migrator.acquire_lock(p["lock_timeout"])
             history = migrator.read_history()
             keys = sorted(parse_version(r["version"]) for r in history)
             result["current_version"] = version_str(keys[-1]) if keys else None

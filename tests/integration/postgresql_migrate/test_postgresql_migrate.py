@@ -103,7 +103,7 @@ def test_broken_file_stops_the_run_and_leaves_nothing(migrate: Migrate) -> None:
     assert "V3__broken.sql" in failed.msg
     assert "version 3" in failed.msg
     assert 'relation "no_such_table" does not exist' in failed.msg
-    assert "line 2" in failed.msg
+    assert "failed at line 2 and was rolled back" in failed.msg
     assert failed.applied == ["1", "2"]
     assert failed.pending == ["3", "4"]
     assert failed.result["current_version"] == "2"
