@@ -102,8 +102,9 @@ options:
     type: str
   auth_token:
     description:
-      - The AUTH token (password) clients must send; 16 to 128 printable characters.
-        Needs O(transit_encryption_enabled=true) when creating.
+      - The AUTH token (password) clients must send. AWS accepts 16 to 128 characters,
+        letters, digits and the characters in C(!&#$^<>-) only; the module refuses others
+        before any call. Needs O(transit_encryption_enabled=true) when creating.
       - AWS never returns the token, so it is not compared. It is sent when the group is
         created, when the group has no AUTH yet (as V(ROTATE), the way AWS adds AUTH), and
         whenever O(auth_token_update_strategy) is set.

@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from botocore.stub import ANY, Stubber
 
 # The collection resolves as ansible_collections.cachestack.aws from the .collections link
@@ -817,3 +818,17 @@ def test_create_request_shape() -> None:
     with Stubber(client) as stubber:
         stubber.add_response("create_replication_group", {}, request)
         client.create_replication_group(**request)
+
+
+def test_documentation_matches_the_argument_spec() -> None:
+    documented = yaml.safe_load(erg.DOCUMENTATION)["options"]
+    spec = erg.argument_spec()
+    # tags and purge_tags come from the amazon.aws.tags doc fragment.
+    assert set(documented) | {"tags", "purge_tags"} == set(spec)
+    for name, option in documented.items():
+        assert option["type"] == spec[name]["type"], name
+        assert option.get("default") == spec[name].get("default"), name
+        assert option.get("choices") == spec[name].get("choices"), name
+    assert spec["auth_token"]["no_log"] is True
+    for section in (erg.EXAMPLES, erg.RETURN):
+        assert yaml.safe_load(section)
