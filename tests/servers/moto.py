@@ -77,15 +77,21 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_moto(port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``moto_server`` on 127.0.0.1 and wait until it answers; return (process, url)."""
-    binary = moto_server_binary()
+def start_moto(
+    port: int | None = None, command: list[str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``moto_server`` on 127.0.0.1 and wait until it answers; return (process, url).
+
+    ``command`` replaces the ``moto_server`` binary with another argv that takes the same
+    ``-H HOST -p PORT`` arguments (a wrapper script that patches moto, for example).
+    """
+    argv = command or [moto_server_binary()]
     last_output = b""
     for _attempt in range(3):  # a port taken between free_port() and bind: try another
         chosen = port or free_port()
         url = f"http://127.0.0.1:{chosen}"
         process = subprocess.Popen(
-            [binary, "-H", "127.0.0.1", "-p", str(chosen)],
+            [*argv, "-H", "127.0.0.1", "-p", str(chosen)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
