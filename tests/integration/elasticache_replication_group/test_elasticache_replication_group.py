@@ -150,12 +150,11 @@ def test_lifecycle(run_play: Callable[..., PlayRun], elasticache: Any) -> None:
     assert gone["Status"] == "deleting"
 
 
-def test_tags_purge_and_keep(run_play: Callable[..., PlayRun], elasticache: Any) -> None:
+def test_tags_without_cluster_mode(run_play: Callable[..., PlayRun], elasticache: Any) -> None:
     args = {
         "replication_group_id": GROUP_ID,
-        "cluster_mode": "enabled",
-        "num_node_groups": 1,
-        "replicas_per_node_group": 0,
+        "cluster_mode": "disabled",
+        "replicas_per_node_group": 1,
         "tags": {"Stack": "cachestack", "Old": "yes"},
     }
     created, kept, purged, untouched = ok(
@@ -167,6 +166,20 @@ def test_tags_purge_and_keep(run_play: Callable[..., PlayRun], elasticache: Any)
         )
     )
     assert created["tags"] == {"Stack": "cachestack", "Old": "yes"}
+    # Without cluster mode: a primary endpoint, no configuration endpoint (moto reports no
+    # reader endpoint, and the module returns null for what is not reported).
+    group = describe(elasticache)
+    assert group is not None
+    assert group["ClusterEnabled"] is False
+    assert len(group["NodeGroups"][0]["NodeGroupMembers"]) == 2
+    assert created["cluster_mode"] == "disabled"
+    assert created["configuration_endpoint"] is None
+    assert created["primary_endpoint"] == {
+        "address": group["NodeGroups"][0]["PrimaryEndpoint"]["Address"],
+        "port": group["NodeGroups"][0]["PrimaryEndpoint"]["Port"],
+    }
+    assert created["endpoint"] == created["primary_endpoint"]
+    assert created["reader_endpoint"] is None
     assert kept["changed"]
     assert kept["tags"] == {"Stack": "cachestack", "Old": "yes", "New": "1"}
     assert purged["changed"]
@@ -174,8 +187,6 @@ def test_tags_purge_and_keep(run_play: Callable[..., PlayRun], elasticache: Any)
     assert purged["diff"]["after"]["tags"] == {"Stack": "cachestack"}
     # Without tags, tags are left alone.
     assert not untouched["changed"]
-    group = describe(elasticache)
-    assert group is not None
     assert tags_of(elasticache, group) == {"Stack": "cachestack"}
 
 
