@@ -832,3 +832,37 @@ def test_documentation_matches_the_argument_spec() -> None:
     assert spec["auth_token"]["no_log"] is True
     for section in (erg.EXAMPLES, erg.RETURN):
         assert yaml.safe_load(section)
+
+
+def test_engine_change_carries_its_version() -> None:
+    current = plan.current_state(group_of([1]), member_of(group_of([1]), EngineVersion="7.2.4"))
+    request, changed = plan.plan_modify(
+        {"engine": "valkey", "engine_version": "7.2"}, current, GROUP_ID
+    )
+    # 7.2 matches the running 7.2.4, but a new engine needs its version in the same request.
+    assert changed == ["engine"]
+    assert request is not None
+    assert request["Engine"] == "valkey"
+    assert request["EngineVersion"] == "7.2"
+
+
+def test_turning_tls_on_sends_the_mode_with_it() -> None:
+    group = group_of([1], TransitEncryptionEnabled=False)
+    del group["TransitEncryptionMode"]
+    current = plan.current_state(group, member_of(group))
+    request, changed = plan.plan_modify(
+        {"transit_encryption_enabled": True, "transit_encryption_mode": "preferred"},
+        current,
+        GROUP_ID,
+    )
+    assert changed == ["transit_encryption_enabled"]
+    assert request is not None
+    assert request["TransitEncryptionEnabled"] is True
+    assert request["TransitEncryptionMode"] == "preferred"
+
+
+def test_kms_key_id_matches_its_arn_and_aliases_are_not_compared() -> None:
+    arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd"
+    assert plan.value_matches("kms_key_id", "1234abcd", arn)
+    assert plan.value_matches("kms_key_id", "alias/cache", arn)
+    assert not plan.value_matches("kms_key_id", "9999ffff", arn)
