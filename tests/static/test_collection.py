@@ -1,0 +1,131 @@
+"""Lint, sanity and packaging of the collection, as pytest tests so that the README's
+one test command ends with one pytest summary line.
+
+Each test runs the real tool on the working tree and fails with the tool's own output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+GET_PIP_STAND_IN = ROOT / "scripts" / "ansible-test-offline-get-pip.py"
+# The pip version ansible-test 2.19 bootstraps its sanity virtualenvs with.
+GET_PIP_CACHE = Path.home() / ".ansible/test/cache/get_pip_24_2.py"
+# Collections our modules' docs and imports name; ansible-test finds them only as
+# siblings under the same ansible_collections folder.
+DEPENDENCIES = ("amazon/aws", "community/aws", "community/docker", "community/postgresql")
+
+
+def run(*argv: str | Path, cwd: Path = ROOT, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(a) for a in argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def assert_clean(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, f"{result.args[0]} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def tracked_files() -> list[str]:
+    listing = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    assert_clean(listing)
+    return [f for f in listing.stdout.split("\0") if f and (ROOT / f).exists()]
+
+
+def test_yamllint() -> None:
+    assert_clean(run(VENV_BIN / "yamllint", "--strict", "."))
+
+
+def test_ansible_lint_production_profile() -> None:
+    result = run(VENV_BIN / "ansible-lint", "--profile", "production", "--nocolor")
+    assert_clean(result)
+
+
+def test_ruff_lint() -> None:
+    assert_clean(run(VENV_BIN / "ruff", "check", "."))
+
+
+def test_ruff_format() -> None:
+    assert_clean(run(VENV_BIN / "ruff", "format", "--check", "."))
+
+
+def test_changelog_fragments_lint() -> None:
+    assert_clean(run(VENV_BIN / "antsibull-changelog", "lint"))
+
+
+def test_galaxy_build_is_small_and_installs(tmp_path: Path) -> None:
+    built = run(
+        VENV_BIN / "ansible-galaxy", "collection", "build", "--output-path", tmp_path, "--force"
+    )
+    assert_clean(built)
+    tarball = next(tmp_path.glob("cachestack-aws-*.tar.gz"))
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    assert not [n for n in names if n.startswith((".venv", ".collections", ".cache", ".git/"))]
+    assert "plugins/modules/postgresql_migrate.py" in names
+    assert "roles/app/files/cachestack_app/__init__.py" in names
+    assert tarball.stat().st_size < 2 * 1024 * 1024, f"{tarball.stat().st_size} bytes"
+    installed = run(
+        VENV_BIN / "ansible-galaxy",
+        "collection",
+        "install",
+        "--offline",
+        "--no-deps",
+        "-p",
+        tmp_path / "installed",
+        tarball,
+    )
+    assert_clean(installed)
+    assert (tmp_path / "installed/ansible_collections/cachestack/aws/MANIFEST.json").is_file()
+
+
+def test_ansible_test_sanity(tmp_path: Path) -> None:
+    # ansible-test wants the checkout at .../ansible_collections/cachestack/aws and
+    # resolves symlinks, so it runs on a copy of the tracked files.
+    collections = tmp_path / "ansible_collections"
+    copy = collections / "cachestack" / "aws"
+    for name in tracked_files():
+        target = copy / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target, follow_symlinks=False)
+    bundled = Path(
+        run(
+            sys.executable, "-c", "import ansible_collections.amazon.aws as m;print(m.__path__[0])"
+        ).stdout.strip()
+    ).parents[1]
+    for dep in DEPENDENCIES:
+        (collections / dep).parent.mkdir(parents=True, exist_ok=True)
+        (collections / dep).symlink_to(bundled / dep)
+    GET_PIP_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(GET_PIP_STAND_IN, GET_PIP_CACHE)
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(tmp_path)}
+    result = subprocess.run(
+        [str(VENV_BIN / "ansible-test"), "sanity", "--local", "--python", "3.11", "--color", "no"],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=env,
+        check=False,
+    )
+    assert_clean(result)
+    assert not (copy / "tests/sanity").exists(), "sanity must pass without ignore files"
+
+
+@pytest.mark.parametrize("playbook", ["site.yml", "playbooks/teardown.yml"])
+def test_playbooks_parse(playbook: str) -> None:
+    assert_clean(run(VENV_BIN / "ansible-playbook", "--syntax-check", playbook))
