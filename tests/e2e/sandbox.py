@@ -1,0 +1,117 @@
+"""Helpers for the end-to-end tests: run playbooks against the sandbox, read play
+recaps, run commands inside the containers, and request pages from 127.0.0.1:8080."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+PAGE_URL = "http://127.0.0.1:8080/"
+CONTAINERS = ("cachestack-web", "cachestack-db", "cachestack-cache")
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+@dataclass
+class PlaybookRun:
+    returncode: int
+    output: str
+    seconds: float
+
+    def recap(self) -> dict[str, dict[str, int]]:
+        return {
+            m[1]: {
+                "ok": int(m[2]),
+                "changed": int(m[3]),
+                "unreachable": int(m[4]),
+                "failed": int(m[5]),
+            }
+            for m in RECAP.finditer(self.output)
+        }
+
+    def changed_hosts(self) -> dict[str, int]:
+        return {h: r["changed"] for h, r in self.recap().items() if r["changed"]}
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+
+def ansible_playbook(*args: str, timeout: int = 1500) -> PlaybookRun:
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return PlaybookRun(done.returncode, done.stdout + done.stderr, time.monotonic() - started)
+
+
+def in_container(container: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["docker", "exec", container, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
+
+
+@dataclass
+class Page:
+    status: int
+    headers: dict[str, str]
+    body: str
+    seconds: float
+
+
+def get(url: str = PAGE_URL, timeout: float = 30) -> Page:
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
+            body = response.read().decode()
+            status, headers = response.status, dict(response.headers)
+    except urllib.error.HTTPError as error:
+        body, status, headers = error.read().decode(), error.code, dict(error.headers)
+    return Page(status, headers, body, time.monotonic() - started)
+
+
+def wait_for(predicate, seconds: float, interval: float = 0.5):
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, urllib.error.URLError) as error:
+            last = error
+        time.sleep(interval)
+    raise AssertionError(f"not true within {seconds} s (last: {last!r})")
+
+
+def existing_containers() -> list[str]:
+    listing = subprocess.run(
+        ["docker", "ps", "-a", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [n for n in listing.stdout.split() if n in CONTAINERS]

@@ -1,0 +1,163 @@
+"""The sandbox end to end: site.yml from nothing, the page slow then fast, reruns
+that change nothing, drift found by --check --diff and repaired by the next run, a
+config change under load without a failed request, and bad input refused first.
+
+All traffic goes to 127.0.0.1:8080, the only port the sandbox publishes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests.e2e.sandbox import (
+    CONTAINERS,
+    PAGE_URL,
+    PlaybookRun,
+    ansible_playbook,
+    existing_containers,
+    get,
+    in_container,
+)
+
+NGINX_SITE = "/etc/nginx/sites-available/cachestack"
+APP_CONFIG = "/etc/cachestack/app.ini"
+APP_UNIT = "/etc/systemd/system/cachestack-app.service"
+DRIFT_MARK = "# drifted by hand"
+
+
+def test_plan_on_a_machine_with_nothing_creates_nothing(plan_from_nothing: PlaybookRun) -> None:
+    assert plan_from_nothing.returncode == 0, plan_from_nothing.tail()
+    assert plan_from_nothing.recap()["localhost"]["changed"] > 0, "the plan must show creations"
+    assert existing_containers() == []
+
+
+def test_site_builds_three_systemd_hosts_and_says_where_to_look(first_deploy: PlaybookRun) -> None:
+    assert f"{PAGE_URL}" in first_deploy.output
+    for container in CONTAINERS:
+        state = in_container(container, "systemctl", "is-system-running", check=False)
+        assert state.stdout.strip() == "running", (container, state.stdout, state.stderr)
+
+
+def test_first_visit_is_the_slow_query_then_the_cache_answers(first_deploy: PlaybookRun) -> None:
+    first = get(timeout=60)
+    assert first.status == 200, first.body
+    assert first.headers["X-Cache"] == "MISS"
+    assert first.seconds >= 5.0, f"a MISS runs pg_sleep(5), took {first.seconds:.2f} s"
+    assert "PostgreSQL 15" in first.body
+    assert "cachestack-db" in first.body
+
+    second = get()
+    assert second.status == 200
+    assert second.headers["X-Cache"] == "HIT"
+    assert second.seconds < 0.050, f"a HIT took {second.seconds * 1000:.1f} ms"
+    assert "PostgreSQL 15" in second.body
+
+
+def test_health_is_published_and_metrics_are_not(first_deploy: PlaybookRun) -> None:
+    assert get(PAGE_URL + "healthz/ready").status == 200
+    assert get(PAGE_URL + "healthz/live").status == 200
+    assert get(PAGE_URL + "metrics").status == 403
+
+
+def test_a_second_run_changes_nothing(first_deploy: PlaybookRun) -> None:
+    rerun = ansible_playbook("site.yml")
+    assert rerun.returncode == 0, rerun.tail()
+    assert set(rerun.recap()) >= {"localhost", *CONTAINERS}
+    assert rerun.changed_hosts() == {}, rerun.tail(200)
+
+
+def test_a_config_change_under_load_fails_no_request(first_deploy: PlaybookRun) -> None:
+    failures: list[str] = []
+    served = 0
+    stop = threading.Event()
+
+    def request_loop() -> None:
+        nonlocal served
+        while not stop.is_set():
+            try:
+                page = get(timeout=20)
+                if page.status != 200:
+                    failures.append(f"{page.status}: {page.body[:200]}")
+                served += 1
+            except OSError as error:
+                failures.append(repr(error))
+            time.sleep(0.02)
+
+    loop = threading.Thread(target=request_loop)
+    loop.start()
+    try:
+        change = ansible_playbook("site.yml", "-e", "app_cache_ttl=299")
+    finally:
+        stop.set()
+        loop.join()
+    assert change.returncode == 0, change.tail()
+    assert change.changed_hosts().get("cachestack-web"), "the ttl change must reach the host"
+    assert "ttl = 299" in in_container("cachestack-web", "cat", APP_CONFIG).stdout
+    assert served > 50, f"only {served} requests ran during the change"
+    assert failures == []
+
+
+def make_drift() -> None:
+    in_container("cachestack-web", "sh", "-c", f"echo '{DRIFT_MARK}' >> {NGINX_SITE}")
+    in_container("cachestack-web", "sh", "-c", f"echo '{DRIFT_MARK}' >> {APP_UNIT}")
+    in_container("cachestack-web", "systemctl", "daemon-reload")
+    in_container("cachestack-web", "systemctl", "stop", "cachestack-app.service")
+    in_container("cachestack-web", "chmod", "0644", APP_CONFIG)
+    in_container(
+        "cachestack-cache",
+        "sh",
+        "-c",
+        "for f in /etc/redis/cachestack-*.conf; do echo 'maxmemory-policy noeviction' >> $f; done",
+    )
+
+
+def drift_still_there() -> dict[str, bool]:
+    web = "cachestack-web"
+    return {
+        "nginx site": DRIFT_MARK in in_container(web, "cat", NGINX_SITE).stdout,
+        "unit file": DRIFT_MARK in in_container(web, "cat", APP_UNIT).stdout,
+        "service stopped": in_container(
+            web, "systemctl", "is-active", "cachestack-app.service", check=False
+        ).stdout.strip()
+        != "active",
+        "config mode": in_container(web, "stat", "-c", "%a", APP_CONFIG).stdout.strip() == "644",
+        "redis setting": "noeviction"
+        in in_container("cachestack-cache", "sh", "-c", "cat /etc/redis/cachestack-*.conf").stdout,
+    }
+
+
+def test_drift_is_planned_by_check_diff_and_repaired_by_the_next_run(
+    first_deploy: PlaybookRun,
+) -> None:
+    make_drift()
+    assert all(drift_still_there().values()), drift_still_there()
+
+    plan = ansible_playbook("site.yml", "--check", "--diff")
+    assert plan.returncode == 0, plan.tail()
+    assert plan.changed_hosts().keys() >= {"cachestack-web", "cachestack-cache"}, plan.tail(200)
+    assert f"-{DRIFT_MARK}" in plan.output, "the diff shows the hand-made lines going away"
+    assert '"mode": "0644"' in plan.output or "0644" in plan.output
+    assert "noeviction" in plan.output
+    assert all(drift_still_there().values()), f"check mode changed something: {drift_still_there()}"
+
+    repair = ansible_playbook("site.yml")
+    assert repair.returncode == 0, repair.tail()
+    assert not any(drift_still_there().values()), drift_still_there()
+    assert get(timeout=60).status == 200
+
+    again = ansible_playbook("site.yml")
+    assert again.returncode == 0, again.tail()
+    assert again.changed_hosts() == {}, again.tail(200)
+
+
+def test_bad_input_stops_before_anything_changes(first_deploy: PlaybookRun) -> None:
+    bad_port = ansible_playbook("site.yml", "-e", "sandbox_published_port=not-a-port")
+    assert bad_port.returncode != 0
+    assert "sandbox_published_port" in bad_port.output
+    assert bad_port.changed_hosts() == {}
+
+    bad_ttl = ansible_playbook("site.yml", "-e", "app_cache_ttl=soon")
+    assert bad_ttl.returncode != 0
+    assert "app_cache_ttl" in bad_ttl.output
+    assert bad_ttl.changed_hosts() == {}
+    assert get().status == 200
