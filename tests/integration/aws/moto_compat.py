@@ -1,0 +1,91 @@
+"""``moto_server`` with one behaviour brought in line with AWS, for the AWS playbook tests.
+
+Run as ``python moto_compat.py -H 127.0.0.1 -p PORT`` (the arguments of ``moto_server``).
+
+moto 5.2 answers ``DescribeDBParameterGroups`` for a name that does not exist with an empty
+list; AWS answers ``DBParameterGroupNotFound``. amazon.aws ``rds_instance_param_group``
+relies on the AWS behaviour (with moto's answer it indexes an empty list and fails), so this
+wrapper makes moto raise the same error AWS does.
+
+moto 5.2 reports the tags of an Elastic IP with the resource type ``vpc-elastic-ip`` and
+those of a NAT gateway with ``nat-gateway``; AWS says ``elastic-ip`` and ``natgateway``.
+amazon.aws ``ec2_eip`` and ``ec2_vpc_nat_gateway`` read tags filtered by AWS's type, find
+none on moto and set them again on every run; with AWS's types a rerun reports no change.
+
+moto 5.2 reports no ``Iops`` nor ``StorageThroughput`` for a gp3 instance created without
+them; AWS reports the gp3 baseline (3000 IOPS, 125 MiB/s below 400 GiB). amazon.aws
+``rds_instance`` reads both keys of a gp3 instance, so this wrapper fills in AWS's baseline.
+
+moto 5.2 leaves a deleted replication group ``deleting`` for ever; AWS finishes in minutes
+and the id can be used again. This wrapper lets a group that has been ``deleting`` for
+``DELETE_SECONDS`` disappear, so the same stack can be provisioned again after a teardown
+(the cache role's ``cache_wait_for_delete`` stays off in the tests all the same).
+
+Nothing else differs from ``moto_server``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from moto.ec2 import utils as ec2_utils
+from moto.elasticache.models import ElastiCacheBackend
+from moto.rds.exceptions import DBParameterGroupNotFoundError
+from moto.rds.models import DBInstance, RDSBackend
+from moto.server import main
+
+_original_describe = RDSBackend.describe_db_parameter_groups
+
+
+def _describe_db_parameter_groups(self: RDSBackend, db_parameter_group_kwargs: dict[str, Any]) -> Any:
+    groups = _original_describe(self, db_parameter_group_kwargs)
+    name = db_parameter_group_kwargs.get("db_parameter_group_name")
+    if name and not groups:
+        raise DBParameterGroupNotFoundError(name)
+    return groups
+
+
+RDSBackend.describe_db_parameter_groups = _describe_db_parameter_groups  # type: ignore[method-assign]
+# The mapping is shared by reference with moto.ec2.models.tags, so update it in place.
+ec2_utils.EC2_PREFIX_TO_RESOURCE["eipalloc"] = "elastic-ip"
+ec2_utils.EC2_PREFIX_TO_RESOURCE["nat"] = "natgateway"
+
+_original_init = DBInstance.__init__
+
+
+def _db_instance_init(self: DBInstance, *args: Any, **kwargs: Any) -> None:
+    _original_init(self, *args, **kwargs)
+    if self.storage_type == "gp3":
+        self.iops = self.iops or 3000
+        self.storage_throughput = self.storage_throughput or 125
+
+
+DBInstance.__init__ = _db_instance_init  # type: ignore[method-assign]
+
+DELETE_SECONDS = 2.0
+_original_delete_group = ElastiCacheBackend.delete_replication_group
+_original_describe_groups = ElastiCacheBackend.describe_replication_groups
+
+
+def _delete_replication_group(self: ElastiCacheBackend, *args: Any, **kwargs: Any) -> Any:
+    group = _original_delete_group(self, *args, **kwargs)
+    group.compat_deleted_at = time.monotonic()
+    return group
+
+
+def _describe_replication_groups(self: ElastiCacheBackend, *args: Any, **kwargs: Any) -> Any:
+    now = time.monotonic()
+    for group_id, group in list(self.replication_groups.items()):
+        deleted_at = getattr(group, "compat_deleted_at", None)
+        if deleted_at is not None and now - deleted_at > DELETE_SECONDS:
+            del self.replication_groups[group_id]
+    return _original_describe_groups(self, *args, **kwargs)
+
+
+ElastiCacheBackend.delete_replication_group = _delete_replication_group  # type: ignore[method-assign]
+ElastiCacheBackend.describe_replication_groups = _describe_replication_groups  # type: ignore[method-assign]
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
