@@ -21,6 +21,10 @@ and the id can be used again. This wrapper lets a group that has been ``deleting
 ``DELETE_SECONDS`` disappear, so the same stack can be provisioned again after a teardown
 (the cache role's ``cache_wait_for_delete`` stays off in the tests all the same).
 
+moto 5.2 does not implement ``ModifyCacheSubnetGroup`` nor ``DeleteCacheSubnetGroup``. The
+cache role updates the subnet group of a stack built again (new subnets) and deletes it on
+a teardown that waits; the wrapper implements both the plain way AWS does.
+
 Nothing else differs from ``moto_server``.
 """
 
@@ -31,7 +35,10 @@ import time
 from typing import Any
 
 from moto.ec2 import utils as ec2_utils
-from moto.elasticache.models import ElastiCacheBackend
+from moto.core.responses import ActionResult
+from moto.elasticache.exceptions import CacheSubnetGroupNotFound
+from moto.elasticache.models import CacheSubnetGroup, ElastiCacheBackend
+from moto.elasticache.responses import ElastiCacheResponse
 from moto.rds.exceptions import DBParameterGroupNotFoundError
 from moto.rds.models import DBInstance, RDSBackend
 from moto.server import main
@@ -86,6 +93,36 @@ def _describe_replication_groups(self: ElastiCacheBackend, *args: Any, **kwargs:
 
 ElastiCacheBackend.delete_replication_group = _delete_replication_group  # type: ignore[method-assign]
 ElastiCacheBackend.describe_replication_groups = _describe_replication_groups  # type: ignore[method-assign]
+
+def _modify_cache_subnet_group(self: ElastiCacheResponse) -> ActionResult:
+    backend = self.elasticache_backend
+    name = self._get_param("CacheSubnetGroupName")
+    current = backend.cache_subnet_groups.get(name)
+    if current is None:
+        raise CacheSubnetGroupNotFound(name)
+    group = CacheSubnetGroup(
+        account_id=backend.account_id,
+        region_name=backend.region_name,
+        cache_subnet_group_name=name,
+        cache_subnet_group_description=self._get_param(
+            "CacheSubnetGroupDescription", current.cache_subnet_group_description
+        ),
+        subnet_ids=self._get_param("SubnetIds", current.subnet_ids),
+        tags=current.tags,
+    )
+    backend.cache_subnet_groups[name] = group
+    return ActionResult({"CacheSubnetGroup": group})
+
+
+def _delete_cache_subnet_group(self: ElastiCacheResponse) -> ActionResult:
+    name = self._get_param("CacheSubnetGroupName")
+    if self.elasticache_backend.cache_subnet_groups.pop(name, None) is None:
+        raise CacheSubnetGroupNotFound(name)
+    return ActionResult({})
+
+
+ElastiCacheResponse.modify_cache_subnet_group = _modify_cache_subnet_group  # type: ignore[attr-defined]
+ElastiCacheResponse.delete_cache_subnet_group = _delete_cache_subnet_group  # type: ignore[attr-defined]
 
 if __name__ == "__main__":
     main(sys.argv[1:])
