@@ -21,6 +21,11 @@ and the id can be used again. This wrapper lets a group that has been ``deleting
 ``DELETE_SECONDS`` disappear, so the same stack can be provisioned again after a teardown
 (the cache role's ``cache_wait_for_delete`` stays off in the tests all the same).
 
+moto 5.2 lists only the parameters a user set in a DB parameter group; AWS lists every
+parameter of the family with its engine default. amazon.aws ``rds_instance_param_group``
+only sets a parameter AWS lists, so on moto it refuses ``log_connections``. The wrapper
+lists the PostgreSQL parameters the database role sets, with AWS's metadata.
+
 moto 5.2 does not implement ``ModifyCacheSubnetGroup`` nor ``DeleteCacheSubnetGroup``. The
 cache role updates the subnet group of a stack built again (new subnets) and deletes it on
 a teardown that waits; the wrapper implements both the plain way AWS does.
@@ -41,6 +46,7 @@ from moto.elasticache.models import CacheSubnetGroup, ElastiCacheBackend
 from moto.elasticache.responses import ElastiCacheResponse
 from moto.rds.exceptions import DBParameterGroupNotFoundError
 from moto.rds.models import DBInstance, RDSBackend
+from moto.rds.responses import RDSResponse
 from moto.server import main
 
 _original_describe = RDSBackend.describe_db_parameter_groups
@@ -58,6 +64,40 @@ RDSBackend.describe_db_parameter_groups = _describe_db_parameter_groups  # type:
 # The mapping is shared by reference with moto.ec2.models.tags, so update it in place.
 ec2_utils.EC2_PREFIX_TO_RESOURCE["eipalloc"] = "elastic-ip"
 ec2_utils.EC2_PREFIX_TO_RESOURCE["nat"] = "natgateway"
+
+# PostgreSQL engine defaults as AWS describes them (only those the database role sets).
+POSTGRES_DEFAULTS: dict[str, dict[str, Any]] = {
+    "log_connections": {
+        "ParameterName": "log_connections",
+        "Description": "Logs each successful connection.",
+        "Source": "engine-default",
+        "ApplyType": "dynamic",
+        "DataType": "boolean",
+        "AllowedValues": "0,1",
+        "IsModifiable": True,
+        "ApplyMethod": "pending-reboot",
+    },
+}
+
+
+def _describe_db_parameters(self: RDSResponse) -> ActionResult:
+    name = self.params.get("DBParameterGroupName")
+    groups = self.backend.describe_db_parameter_groups({"db_parameter_group_name": name})
+    if not groups:
+        raise DBParameterGroupNotFoundError(name)
+    group = groups[0]
+    parameters: dict[str, dict[str, Any]] = {}
+    if str(group.family).startswith("postgres"):
+        parameters.update({key: dict(value) for key, value in POSTGRES_DEFAULTS.items()})
+    for key, value in group.parameters.items():
+        merged = {**parameters.get(key, {}), **value}
+        if key in POSTGRES_DEFAULTS:
+            merged["Source"] = "user"
+        parameters[key] = merged
+    return ActionResult({"Parameters": list(parameters.values())})
+
+
+RDSResponse.describe_db_parameters = _describe_db_parameters  # type: ignore[method-assign]
 
 _original_init = DBInstance.__init__
 

@@ -1,0 +1,491 @@
+"""The AWS layer end to end against moto: preflight, check, apply, rerun, change, teardown.
+
+The tests run in order and share one moto server (and the stack they build in it):
+
+1. ``site.yml -i inventory/aws`` with no SSH CIDR stops before provisioning, naming the
+   variable to set.
+2. ``provision.yml --check`` on an empty account runs to the end and creates nothing.
+3. Applied, it builds what issue 6 lists: asserted resource by resource through boto3.
+4. Check mode again and a second apply report changed=0 (the second apply also shows the
+   endpoints contract set on the web host).
+5. Changing one security-group CIDR and the cache's snapshot retention changes only those.
+6. Teardown leaves nothing of the stack; a second teardown changes nothing; provisioning
+   again right after works.
+
+Every run is checked for the secrets: they never appear in Ansible's output.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.servers.moto import aws_env
+
+REPO = Path(__file__).resolve().parents[3]
+ANSIBLE_BIN = Path(sys.executable).parent
+STACK = "cachestack"
+SSH_CIDR = "198.51.100.0/24"
+NEW_SSH_CIDR = "203.0.113.0/24"
+# moto's images predate Ubuntu 24.04: its Canonical-owned Ubuntu images are found instead.
+MOTO_AMI_FILTER = "ubuntu/images/hvm-ssd/ubuntu-*-amd64-server-*"
+BASE_VARS: dict[str, Any] = {
+    "cachestack_ssh_cidrs": [SSH_CIDR],
+    "web_instance_ami_name_filter": MOTO_AMI_FILTER,
+    # moto never finishes deleting a replication group: do not wait for it.
+    "cache_wait_for_delete": False,
+    "confirm_teardown": STACK,
+}
+PLAYBOOK_TIMEOUT = 600
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@dataclass
+class Run:
+    """One ansible-playbook run, parsed from the ansible.posix.json callback."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self.report.get("stats", {}).get("localhost", {}))
+
+    def changed_tasks(self) -> list[str]:
+        """Names of the tasks that reported a change on the controller."""
+        names = []
+        for play in self.report.get("plays", []):
+            for task in play.get("tasks", []):
+                result = task.get("hosts", {}).get("localhost", {})
+                if result.get("changed"):
+                    names.append(task["task"]["name"])
+        return names
+
+    def messages(self) -> list[Any]:
+        """The msg of every debug task on the controller."""
+        found = []
+        for play in self.report.get("plays", []):
+            for task in play.get("tasks", []):
+                result = task.get("hosts", {}).get("localhost", {})
+                if "msg" in result and task["task"]["name"].startswith("Show"):
+                    found.append(result["msg"])
+        return found
+
+
+def run_playbook(
+    url: str, playbook: str, *, check: bool = False, extra: dict[str, Any] | None = None
+) -> Run:
+    """Run a playbook from the repository root against moto with the AWS inventory."""
+    variables = {**BASE_VARS, "aws_endpoint_url": url, **(extra or {})}
+    command = [
+        str(ANSIBLE_BIN / "ansible-playbook"),
+        playbook,
+        "-i",
+        "inventory/aws",
+        "-e",
+        json.dumps(variables),
+    ]
+    if check:
+        command += ["--check", "--diff"]
+    env = aws_env(url)
+    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+    env["ANSIBLE_DEPRECATION_WARNINGS"] = "false"
+    completed = subprocess.run(
+        command,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PLAYBOOK_TIMEOUT,
+        check=False,
+    )
+    run = Run(completed.returncode, completed.stdout, completed.stderr)
+    start = completed.stdout.find("{")
+    if start >= 0:
+        try:
+            run.report = json.loads(completed.stdout[start:])
+        except json.JSONDecodeError:
+            pass
+    return run
+
+
+def succeeded(run: Run) -> bool:
+    return run.returncode == 0 and run.stats.get("failures", 1) == 0
+
+
+def explain(run: Run) -> str:
+    return f"rc={run.returncode}\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
+
+
+class Aws:
+    """boto3 clients for the moto server."""
+
+    def __init__(self, url: str) -> None:
+        env = aws_env(url)
+        kwargs = {
+            "endpoint_url": url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        }
+        self.ec2 = boto3.client("ec2", **kwargs)
+        self.rds = boto3.client("rds", **kwargs)
+        self.elasticache = boto3.client("elasticache", **kwargs)
+        self.secrets = boto3.client("secretsmanager", **kwargs)
+
+    def stack_vpcs(self) -> list[dict[str, Any]]:
+        return self.ec2.describe_vpcs(Filters=[{"Name": "tag:Stack", "Values": [STACK]}])["Vpcs"]
+
+    def vpc_filter(self, vpc_id: str) -> list[dict[str, Any]]:
+        return [{"Name": "vpc-id", "Values": [vpc_id]}]
+
+    def security_group(self, vpc_id: str, name: str) -> dict[str, Any]:
+        groups = self.ec2.describe_security_groups(
+            Filters=[*self.vpc_filter(vpc_id), {"Name": "group-name", "Values": [f"{STACK}-{name}"]}]
+        )["SecurityGroups"]
+        assert len(groups) == 1, groups
+        return groups[0]
+
+    def secret_values(self) -> list[str]:
+        values = []
+        for secret in self.secrets.list_secrets()["SecretList"]:
+            values.append(self.secrets.get_secret_value(SecretId=secret["ARN"])["SecretString"])
+        return values
+
+    def live_replication_groups(self) -> list[dict[str, Any]]:
+        groups = self.elasticache.describe_replication_groups()["ReplicationGroups"]
+        return [group for group in groups if group["Status"] != "deleting"]
+
+    def live_instances(self) -> list[dict[str, Any]]:
+        reservations = self.ec2.describe_instances(
+            Filters=[{"Name": "tag:Stack", "Values": [STACK]}]
+        )["Reservations"]
+        return [
+            instance
+            for reservation in reservations
+            for instance in reservation["Instances"]
+            if instance["State"]["Name"] not in ("terminated", "shutting-down")
+        ]
+
+
+def tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in resource.get("Tags", resource.get("TagList", []))}
+
+
+def ingress(group: dict[str, Any]) -> set[tuple[Any, ...]]:
+    """Every ingress rule as (protocol, from, to, source)."""
+    rules = set()
+    for permission in group["IpPermissions"]:
+        key = (permission["IpProtocol"], permission.get("FromPort"), permission.get("ToPort"))
+        for cidr in permission.get("IpRanges", []):
+            rules.add((*key, cidr["CidrIp"]))
+        for pair in permission.get("UserIdGroupPairs", []):
+            rules.add((*key, pair["GroupId"]))
+        for cidr in permission.get("Ipv6Ranges", []):
+            rules.add((*key, cidr["CidrIpv6"]))
+    return rules
+
+
+@pytest.fixture(scope="module")
+def aws(moto_url: str) -> Aws:
+    return Aws(moto_url)
+
+
+@pytest.fixture(scope="module")
+def secrets_seen() -> list[str]:
+    """Secret values read back after provisioning, to look for in every later run's output."""
+    return []
+
+
+def assert_no_secret(run: Run, secrets: list[str]) -> None:
+    output = run.stdout + run.stderr
+    for value in secrets:
+        assert value not in output, "a secret appeared in Ansible's output"
+
+
+def assert_account_empty(aws: Aws) -> None:
+    assert aws.stack_vpcs() == []
+    assert aws.ec2.describe_nat_gateways(
+        Filter=[{"Name": "state", "Values": ["pending", "available"]}]
+    )["NatGateways"] == []
+    assert aws.ec2.describe_addresses()["Addresses"] == []
+    assert aws.ec2.describe_internet_gateways()["InternetGateways"] == []
+    assert [g for g in aws.ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"] == []
+    assert [s for s in aws.ec2.describe_subnets()["Subnets"] if not s.get("DefaultForAz")] == []
+    assert aws.live_instances() == []
+    assert aws.rds.describe_db_instances()["DBInstances"] == []
+    assert aws.rds.describe_db_subnet_groups()["DBSubnetGroups"] == []
+    assert [
+        group
+        for group in aws.rds.describe_db_parameter_groups()["DBParameterGroups"]
+        if group["DBParameterGroupName"].startswith(STACK)
+    ] == []
+    assert aws.live_replication_groups() == []
+    assert aws.secrets.list_secrets()["SecretList"] == []
+
+
+def test_site_stops_without_a_way_in(moto_url: str, aws: Aws) -> None:
+    run = run_playbook(moto_url, "site.yml", extra={"cachestack_ssh_cidrs": []})
+    assert run.returncode != 0, explain(run)
+    assert "cachestack_ssh_cidrs" in run.stdout + run.stderr
+    assert aws.stack_vpcs() == []
+    assert aws.secrets.list_secrets()["SecretList"] == []
+
+
+def test_check_mode_on_an_empty_account_creates_nothing(moto_url: str, aws: Aws) -> None:
+    run = run_playbook(moto_url, "playbooks/provision.yml", check=True)
+    assert succeeded(run), explain(run)
+    changed = run.changed_tasks()
+    for expected in (
+        "aws_secrets : Store the secrets in Secrets Manager",
+        "network : Create the VPC",
+        "database : Create the PostgreSQL instance (private, encrypted, deletion-protected)",
+        "cache : Create, update or wait for the replication group"
+        " (cluster mode, TLS, AUTH, encrypted at rest)",
+        "web_instance : Launch the web instance (IMDSv2 required)",
+    ):
+        assert expected in changed, changed
+    assert_account_empty(aws)
+
+
+def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]) -> None:
+    run = run_playbook(moto_url, "playbooks/provision.yml")
+    assert succeeded(run), explain(run)
+    secrets_seen.extend(aws.secret_values())
+    assert_no_secret(run, secrets_seen)
+
+    # Network: VPC, subnets in two AZs, gateways, routes.
+    (vpc,) = aws.stack_vpcs()
+    vpc_id = vpc["VpcId"]
+    assert vpc["CidrBlock"] == "10.0.0.0/16"
+    assert tags(vpc) == {"Name": f"{STACK}-vpc", "Stack": STACK}
+    for attribute, key in (("enableDnsSupport", "EnableDnsSupport"), ("enableDnsHostnames", "EnableDnsHostnames")):
+        assert aws.ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"]
+    subnets = {
+        s["CidrBlock"]: s for s in aws.ec2.describe_subnets(Filters=aws.vpc_filter(vpc_id))["Subnets"]
+    }
+    assert {cidr: s["AvailabilityZone"] for cidr, s in subnets.items()} == {
+        "10.0.1.0/24": "us-east-1a",
+        "10.0.10.0/24": "us-east-1a",
+        "10.0.11.0/24": "us-east-1b",
+    }
+    assert all(tags(s)["Stack"] == STACK for s in subnets.values())
+    public_id = subnets["10.0.1.0/24"]["SubnetId"]
+    private_ids = {subnets["10.0.10.0/24"]["SubnetId"], subnets["10.0.11.0/24"]["SubnetId"]}
+
+    (igw,) = aws.ec2.describe_internet_gateways(
+        Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}]
+    )["InternetGateways"]
+    assert tags(igw)["Stack"] == STACK
+    (nat,) = aws.ec2.describe_nat_gateways(
+        Filter=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "state", "Values": ["available"]}]
+    )["NatGateways"]
+    assert nat["SubnetId"] == public_id
+    (nat_eip,) = aws.ec2.describe_addresses(
+        Filters=[{"Name": "tag:Name", "Values": [f"{STACK}-nat"]}]
+    )["Addresses"]
+    assert nat["NatGatewayAddresses"][0]["AllocationId"] == nat_eip["AllocationId"]
+
+    tables = aws.ec2.describe_route_tables(
+        Filters=[*aws.vpc_filter(vpc_id), {"Name": "tag:Stack", "Values": [STACK]}]
+    )["RouteTables"]
+    by_name = {tags(t)["Name"]: t for t in tables}
+    assert set(by_name) == {f"{STACK}-public", f"{STACK}-private"}
+
+    def associated(table: dict[str, Any]) -> set[str]:
+        return {a["SubnetId"] for a in table["Associations"] if a.get("SubnetId")}
+
+    def default_route(table: dict[str, Any]) -> dict[str, Any]:
+        (route,) = [r for r in table["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
+        return route
+
+    assert associated(by_name[f"{STACK}-public"]) == {public_id}
+    assert default_route(by_name[f"{STACK}-public"])["GatewayId"] == igw["InternetGatewayId"]
+    assert associated(by_name[f"{STACK}-private"]) == private_ids
+    assert default_route(by_name[f"{STACK}-private"])["NatGatewayId"] == nat["NatGatewayId"]
+
+    # Security groups: every ingress rule.
+    web = aws.security_group(vpc_id, "web")
+    db = aws.security_group(vpc_id, "db")
+    cache = aws.security_group(vpc_id, "cache")
+    assert ingress(web) == {("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 22, 22, SSH_CIDR)}
+    assert ingress(db) == {("tcp", 5432, 5432, web["GroupId"])}
+    assert ingress(cache) == {("tcp", 6379, 6379, web["GroupId"])}
+
+    # RDS PostgreSQL.
+    (instance,) = aws.rds.describe_db_instances()["DBInstances"]
+    assert instance["DBInstanceIdentifier"] == f"{STACK}-db"
+    assert instance["Engine"] == "postgres"
+    assert instance["EngineVersion"].split(".")[0] == "16"
+    assert instance["DBInstanceClass"] == "db.t3.micro"
+    assert instance["AllocatedStorage"] == 20
+    assert instance["MaxAllocatedStorage"] == 100
+    assert instance["StorageType"] == "gp3"
+    assert instance["StorageEncrypted"] is True
+    assert instance["PubliclyAccessible"] is False
+    assert instance["DeletionProtection"] is True
+    assert instance["DBSubnetGroup"]["DBSubnetGroupName"] == f"{STACK}-db"
+    assert {s["SubnetIdentifier"] for s in instance["DBSubnetGroup"]["Subnets"]} == private_ids
+    assert [g["VpcSecurityGroupId"] for g in instance["VpcSecurityGroups"]] == [db["GroupId"]]
+    (parameter_group,) = instance["DBParameterGroups"]
+    parameters = aws.rds.describe_db_parameters(
+        DBParameterGroupName=parameter_group["DBParameterGroupName"]
+    )["Parameters"]
+    assert {p["ParameterName"]: p.get("ParameterValue") for p in parameters}["log_connections"] == "1"
+
+    # ElastiCache replication group.
+    (group,) = aws.live_replication_groups()
+    assert group["ReplicationGroupId"] == f"{STACK}-cache"
+    assert group["ClusterEnabled"] is True
+    assert group["ClusterMode"] == "enabled"
+    assert len(group["NodeGroups"]) == 1
+    assert len(group["NodeGroups"][0]["NodeGroupMembers"]) == 2  # 1 primary + 1 replica
+    assert group["AutomaticFailover"] == "enabled"
+    assert group["TransitEncryptionEnabled"] is True
+    assert group["AuthTokenEnabled"] is True
+    assert group["AtRestEncryptionEnabled"] is True
+    assert group["ConfigurationEndpoint"]["Port"] == 6379
+    assert group["SnapshotRetentionLimit"] == 1
+
+    # The web instance, its Elastic IP and IMDSv2.
+    (web_instance,) = aws.live_instances()
+    assert web_instance["State"]["Name"] == "running"
+    assert web_instance["InstanceType"] == "t3.micro"
+    assert web_instance["SubnetId"] == public_id
+    assert [g["GroupId"] for g in web_instance["SecurityGroups"]] == [web["GroupId"]]
+    assert web_instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert tags(web_instance) == {"Name": f"{STACK}-web", "Stack": STACK, "Role": "web"}
+    (web_eip,) = aws.ec2.describe_addresses(
+        Filters=[{"Name": "instance-id", "Values": [web_instance["InstanceId"]]}]
+    )["Addresses"]
+    assert tags(web_eip)["Stack"] == STACK
+
+    # Secrets: generated, letters and digits, tagged.
+    secrets = {s["Name"]: s for s in aws.secrets.list_secrets()["SecretList"]}
+    assert set(secrets) == {f"{STACK}/db-master-password", f"{STACK}/cache-auth-token"}
+    for name, length in ((f"{STACK}/db-master-password", 32), (f"{STACK}/cache-auth-token", 64)):
+        value = aws.secrets.get_secret_value(SecretId=name)["SecretString"]
+        assert len(value) == length and value.isalnum()
+        assert tags(secrets[name])["Stack"] == STACK
+
+    # The aws_ec2 inventory config finds the instance (endpoint from AWS_URL).
+    inventory = subprocess.run(
+        [str(ANSIBLE_BIN / "ansible-inventory"), "-i", "inventory/aws/aws_ec2.yml", "--list"],
+        cwd=REPO,
+        env=aws_env(moto_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert inventory.returncode == 0, inventory.stderr
+    listed = json.loads(inventory.stdout)
+    assert listed["web"]["hosts"] == [web_eip["PublicIp"]], listed
+    assert listed["_meta"]["hostvars"][web_eip["PublicIp"]]["ansible_user"] == "ubuntu"
+
+
+def test_check_mode_again_changes_nothing(moto_url: str, secrets_seen: list[str]) -> None:
+    run = run_playbook(moto_url, "playbooks/provision.yml", check=True)
+    assert succeeded(run), explain(run)
+    assert run.changed_tasks() == []
+    assert run.stats["changed"] == 0
+    assert_no_secret(run, secrets_seen)
+
+
+def test_second_apply_changes_nothing_and_sets_the_contract(
+    moto_url: str, aws: Aws, secrets_seen: list[str]
+) -> None:
+    run = run_playbook(moto_url, "tests/integration/aws/contract.yml")
+    assert succeeded(run), explain(run)
+    assert run.changed_tasks() == []
+    assert_no_secret(run, secrets_seen)
+    (shown,) = [m for m in run.messages() if isinstance(m, dict) and "contract" in m]
+    (instance,) = aws.rds.describe_db_instances()["DBInstances"]
+    (group,) = aws.live_replication_groups()
+    (address,) = aws.ec2.describe_addresses(
+        Filters=[{"Name": "instance-id", "Values": [aws.live_instances()[0]["InstanceId"]]}]
+    )["Addresses"]
+    assert shown["host"] == address["PublicIp"]
+    assert shown["ansible_user"] == "ubuntu"
+    assert shown["contract"] == {
+        "cachestack_db_host": instance["Endpoint"]["Address"],
+        "cachestack_db_port": 5432,
+        "cachestack_db_name": "cachestack",
+        "cachestack_db_user": "cachestack",
+        "cachestack_db_sslmode": "require",
+        "cachestack_cache_host": group["ConfigurationEndpoint"]["Address"],
+        "cachestack_cache_port": 6379,
+        "cachestack_cache_tls": True,
+        "cachestack_cache_cluster_mode": True,
+    }
+
+
+def test_changing_one_input_changes_only_that(
+    moto_url: str, aws: Aws, secrets_seen: list[str]
+) -> None:
+    run = run_playbook(
+        moto_url,
+        "playbooks/provision.yml",
+        extra={"cachestack_ssh_cidrs": [NEW_SSH_CIDR], "cache_snapshot_retention_limit": 3},
+    )
+    assert succeeded(run), explain(run)
+    assert_no_secret(run, secrets_seen)
+    # The cache task runs twice (start, then wait): only the first changes anything.
+    assert sorted(run.changed_tasks()) == [
+        "cache : Create, update or wait for the replication group"
+        " (cluster mode, TLS, AUTH, encrypted at rest)",
+        "network : Create the web security group"
+        " (HTTP from anywhere, SSH only from the listed CIDRs)",
+    ]
+    (vpc,) = aws.stack_vpcs()
+    web = aws.security_group(vpc["VpcId"], "web")
+    assert ingress(web) == {("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 22, 22, NEW_SSH_CIDR)}
+    (group,) = aws.live_replication_groups()
+    assert group["SnapshotRetentionLimit"] == 3
+
+
+def test_teardown_refuses_a_protected_database_without_confirmation(
+    moto_url: str, aws: Aws
+) -> None:
+    run = run_playbook(moto_url, "playbooks/teardown.yml", extra={"confirm_teardown": ""})
+    assert run.returncode != 0, explain(run)
+    assert f"confirm_teardown={STACK}" in run.stdout
+    assert run.changed_tasks() == []
+    assert len(aws.rds.describe_db_instances()["DBInstances"]) == 1
+    assert len(aws.stack_vpcs()) == 1
+
+
+def test_teardown_leaves_nothing(moto_url: str, aws: Aws, secrets_seen: list[str]) -> None:
+    run = run_playbook(moto_url, "playbooks/teardown.yml")
+    assert succeeded(run), explain(run)
+    assert_no_secret(run, secrets_seen)
+    assert_account_empty(aws)
+    snapshots = aws.rds.describe_db_snapshots()["DBSnapshots"]
+    assert [s["DBSnapshotIdentifier"].startswith(f"{STACK}-db-final-") for s in snapshots] == [True]
+
+
+def test_second_teardown_changes_nothing(moto_url: str) -> None:
+    run = run_playbook(moto_url, "playbooks/teardown.yml")
+    assert succeeded(run), explain(run)
+    assert run.changed_tasks() == []
+
+
+def test_provision_again_after_teardown(moto_url: str, aws: Aws) -> None:
+    run = run_playbook(moto_url, "playbooks/provision.yml")
+    assert succeeded(run), explain(run)
+    assert len(aws.stack_vpcs()) == 1
+    assert len(aws.live_instances()) == 1
+    assert len(aws.rds.describe_db_instances()["DBInstances"]) == 1
+    assert len(aws.live_replication_groups()) == 1
+    # New secrets (the old ones were deleted without a recovery window).
+    assert len(aws.secrets.list_secrets()["SecretList"]) == 2
