@@ -39,8 +39,8 @@ import sys
 import time
 from typing import Any
 
-from moto.ec2 import utils as ec2_utils
 from moto.core.responses import ActionResult
+from moto.ec2 import utils as ec2_utils
 from moto.elasticache.exceptions import CacheSubnetGroupNotFound
 from moto.elasticache.models import CacheSubnetGroup, ElastiCacheBackend
 from moto.elasticache.responses import ElastiCacheResponse
@@ -52,7 +52,9 @@ from moto.server import main
 _original_describe = RDSBackend.describe_db_parameter_groups
 
 
-def _describe_db_parameter_groups(self: RDSBackend, db_parameter_group_kwargs: dict[str, Any]) -> Any:
+def _describe_db_parameter_groups(
+    self: RDSBackend, db_parameter_group_kwargs: dict[str, Any]
+) -> Any:
     groups = _original_describe(self, db_parameter_group_kwargs)
     name = db_parameter_group_kwargs.get("db_parameter_group_name")
     if name and not groups:
@@ -133,6 +135,7 @@ def _describe_replication_groups(self: ElastiCacheBackend, *args: Any, **kwargs:
 
 ElastiCacheBackend.delete_replication_group = _delete_replication_group  # type: ignore[method-assign]
 ElastiCacheBackend.describe_replication_groups = _describe_replication_groups  # type: ignore[method-assign]
+
 
 def _modify_cache_subnet_group(self: ElastiCacheResponse) -> ActionResult:
     backend = self.elasticache_backend

@@ -17,6 +17,7 @@ Every run is checked for the secrets: they never appear in Ansible's output.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -112,10 +113,8 @@ def run_playbook(
     run = Run(completed.returncode, completed.stdout, completed.stderr)
     start = completed.stdout.find("{")
     if start >= 0:
-        try:
+        with contextlib.suppress(json.JSONDecodeError):
             run.report = json.loads(completed.stdout[start:])
-        except json.JSONDecodeError:
-            pass
     return run
 
 
@@ -151,7 +150,10 @@ class Aws:
 
     def security_group(self, vpc_id: str, name: str) -> dict[str, Any]:
         groups = self.ec2.describe_security_groups(
-            Filters=[*self.vpc_filter(vpc_id), {"Name": "group-name", "Values": [f"{STACK}-{name}"]}]
+            Filters=[
+                *self.vpc_filter(vpc_id),
+                {"Name": "group-name", "Values": [f"{STACK}-{name}"]},
+            ]
         )["SecurityGroups"]
         assert len(groups) == 1, groups
         return groups[0]
@@ -215,12 +217,19 @@ def assert_no_secret(run: Run, secrets: list[str]) -> None:
 
 def assert_account_empty(aws: Aws) -> None:
     assert aws.stack_vpcs() == []
-    assert aws.ec2.describe_nat_gateways(
-        Filter=[{"Name": "state", "Values": ["pending", "available"]}]
-    )["NatGateways"] == []
+    assert (
+        aws.ec2.describe_nat_gateways(
+            Filter=[{"Name": "state", "Values": ["pending", "available"]}]
+        )["NatGateways"]
+        == []
+    )
     assert aws.ec2.describe_addresses()["Addresses"] == []
     assert aws.ec2.describe_internet_gateways()["InternetGateways"] == []
-    assert [g for g in aws.ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"] == []
+    assert [
+        g
+        for g in aws.ec2.describe_security_groups()["SecurityGroups"]
+        if g["GroupName"] != "default"
+    ] == []
     assert [s for s in aws.ec2.describe_subnets()["Subnets"] if not s.get("DefaultForAz")] == []
     assert aws.live_instances() == []
     assert aws.rds.describe_db_instances()["DBInstances"] == []
@@ -269,10 +278,14 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     vpc_id = vpc["VpcId"]
     assert vpc["CidrBlock"] == "10.0.0.0/16"
     assert tags(vpc) == {"Name": f"{STACK}-vpc", "Stack": STACK}
-    for attribute, key in (("enableDnsSupport", "EnableDnsSupport"), ("enableDnsHostnames", "EnableDnsHostnames")):
+    for attribute, key in (
+        ("enableDnsSupport", "EnableDnsSupport"),
+        ("enableDnsHostnames", "EnableDnsHostnames"),
+    ):
         assert aws.ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"]
     subnets = {
-        s["CidrBlock"]: s for s in aws.ec2.describe_subnets(Filters=aws.vpc_filter(vpc_id))["Subnets"]
+        s["CidrBlock"]: s
+        for s in aws.ec2.describe_subnets(Filters=aws.vpc_filter(vpc_id))["Subnets"]
     }
     assert {cidr: s["AvailabilityZone"] for cidr, s in subnets.items()} == {
         "10.0.1.0/24": "us-east-1a",
@@ -341,7 +354,8 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     parameters = aws.rds.describe_db_parameters(
         DBParameterGroupName=parameter_group["DBParameterGroupName"]
     )["Parameters"]
-    assert {p["ParameterName"]: p.get("ParameterValue") for p in parameters}["log_connections"] == "1"
+    values = {p["ParameterName"]: p.get("ParameterValue") for p in parameters}
+    assert values["log_connections"] == "1"
 
     # ElastiCache replication group.
     (group,) = aws.live_replication_groups()
@@ -390,8 +404,11 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     )
     assert inventory.returncode == 0, inventory.stderr
     listed = json.loads(inventory.stdout)
-    assert listed["web"]["hosts"] == [web_eip["PublicIp"]], listed
-    assert listed["_meta"]["hostvars"][web_eip["PublicIp"]]["ansible_user"] == "ubuntu"
+    assert listed["aws_web"]["hosts"] == [web_eip["PublicIp"]], listed
+    hostvars = listed["_meta"]["hostvars"][web_eip["PublicIp"]]
+    # --list shows templated values marked unsafe
+    assert hostvars["ansible_user"] in ("ubuntu", {"__ansible_unsafe": "ubuntu"})
+    assert hostvars["aws_tags"]["Stack"] == STACK
 
 
 def test_check_mode_again_changes_nothing(moto_url: str, secrets_seen: list[str]) -> None:
