@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PAGE_URL = "http://127.0.0.1:8080/"
+SECRETS_DIR = Path.home() / ".cachestack" / "sandbox"
 CONTAINERS = ("cachestack-web", "cachestack-db", "cachestack-cache")
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -64,13 +65,18 @@ def ansible_playbook(*args: str, timeout: int = 1500) -> PlaybookRun:
     return PlaybookRun(done.returncode, done.stdout + done.stderr, time.monotonic() - started)
 
 
-def in_container(container: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+def in_container(
+    container: str, *argv: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """docker exec; env values travel in docker's own environment, not on a command line."""
+    names = [arg for name in (env or {}) for arg in ("-e", name)]
     return subprocess.run(
-        ["docker", "exec", container, *argv],
+        ["docker", "exec", *names, container, *argv],
         capture_output=True,
         text=True,
         timeout=120,
         check=check,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -115,3 +121,8 @@ def existing_containers() -> list[str]:
         check=True,
     )
     return [n for n in listing.stdout.split() if n in CONTAINERS]
+
+
+def secret(name: str) -> str:
+    """A secret the sandbox generated (db_password, cache_auth_token)."""
+    return (SECRETS_DIR / name).read_text().strip()

@@ -17,6 +17,7 @@ from tests.e2e.sandbox import (
     existing_containers,
     get,
     in_container,
+    secret,
 )
 
 NGINX_SITE = "/etc/nginx/sites-available/cachestack"
@@ -97,18 +98,30 @@ def test_a_config_change_under_load_fails_no_request(first_deploy: PlaybookRun) 
     assert failures == []
 
 
+def redis_cli(port: str, *command: str) -> str:
+    """redis-cli on one node of the cache container, the token passed in the environment."""
+    return in_container(
+        "cachestack-cache",
+        "redis-cli",
+        "--tls",
+        "--cacert",
+        "/etc/redis/tls/ca.crt",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port,
+        *command,
+        env={"REDISCLI_AUTH": secret("cache_auth_token")},
+    ).stdout
+
+
 def make_drift() -> None:
     in_container("cachestack-web", "sh", "-c", f"echo '{DRIFT_MARK}' >> {NGINX_SITE}")
     in_container("cachestack-web", "sh", "-c", f"echo '{DRIFT_MARK}' >> {APP_UNIT}")
     in_container("cachestack-web", "systemctl", "daemon-reload")
     in_container("cachestack-web", "systemctl", "stop", "cachestack-app.service")
     in_container("cachestack-web", "chmod", "0644", APP_CONFIG)
-    in_container(
-        "cachestack-cache",
-        "sh",
-        "-c",
-        "for f in /etc/redis/cachestack-*.conf; do echo 'maxmemory-policy noeviction' >> $f; done",
-    )
+    redis_cli("6379", "CONFIG", "SET", "maxmemory-policy", "noeviction")
 
 
 def drift_still_there() -> dict[str, bool]:
@@ -121,8 +134,7 @@ def drift_still_there() -> dict[str, bool]:
         ).stdout.strip()
         != "active",
         "config mode": in_container(web, "stat", "-c", "%a", APP_CONFIG).stdout.strip() == "644",
-        "redis setting": "noeviction"
-        in in_container("cachestack-cache", "sh", "-c", "cat /etc/redis/cachestack-*.conf").stdout,
+        "redis setting": "noeviction" in redis_cli("6379", "CONFIG", "GET", "maxmemory-policy"),
     }
 
 
