@@ -1,0 +1,143 @@
+"""What the deployed sandbox survives, with nothing restarted by hand: the gunicorn
+master killed, Redis stopped or frozen, PostgreSQL stopped, any container restarted,
+and site.yml killed mid-run. Runs after test_sandbox.py on the same sandbox."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.sandbox import (
+    CONTAINERS,
+    PAGE_URL,
+    ROOT,
+    VENV_BIN,
+    PlaybookRun,
+    ansible_playbook,
+    get,
+    in_container,
+    wait_for,
+)
+
+REDIS_NODES = "redis-server@*.service"
+
+
+def main_pid() -> str:
+    shown = in_container(
+        "cachestack-web", "systemctl", "show", "-P", "MainPID", "cachestack-app.service"
+    )
+    return shown.stdout.strip()
+
+
+def ready() -> bool:
+    return get(PAGE_URL + "healthz/ready", timeout=5).status == 200
+
+
+def warm_cache() -> None:
+    wait_for(ready, 60)
+    get(timeout=60)
+    assert get().headers["X-Cache"] == "HIT"
+
+
+def test_gunicorn_master_killed_comes_back_within_10_s(first_deploy: PlaybookRun) -> None:
+    warm_cache()
+    before = main_pid()
+    in_container(
+        "cachestack-web",
+        "systemctl",
+        "kill",
+        "-s",
+        "KILL",
+        "--kill-whom=main",
+        "cachestack-app.service",
+    )
+    killed_at = time.monotonic()
+    page = wait_for(lambda: (p := get(timeout=5)).status == 200 and p, 10, interval=0.2)
+    assert time.monotonic() - killed_at <= 10
+    assert page.headers["X-Cache"] == "HIT"
+    assert main_pid() not in ("0", before)
+
+
+def test_redis_stopped_pages_bypass_then_hit_again(first_deploy: PlaybookRun) -> None:
+    warm_cache()
+    in_container("cachestack-cache", "systemctl", "stop", REDIS_NODES)
+    try:
+        page = get(timeout=30)
+        assert page.status == 200
+        assert page.headers["X-Cache"] == "BYPASS"
+        assert get(PAGE_URL + "healthz/ready").status == 200, "Redis down is degraded, not unready"
+    finally:
+        in_container("cachestack-cache", "systemctl", "start", REDIS_NODES)
+    get(timeout=30)  # refills the cache once the breaker lets Redis back in
+    wait_for(lambda: get(timeout=30).headers.get("X-Cache") == "HIT", 60, interval=1)
+
+
+def test_redis_frozen_pages_still_served_within_the_timeout(first_deploy: PlaybookRun) -> None:
+    warm_cache()
+    in_container("cachestack-cache", "systemctl", "kill", "-s", "STOP", REDIS_NODES)
+    try:
+        page = get(timeout=30)
+        assert page.status == 200
+        assert page.headers["X-Cache"] == "BYPASS"
+        # The slow query itself takes 5 s; a frozen Redis may add only its short timeouts.
+        assert page.seconds < 7, f"{page.seconds:.2f} s"
+    finally:
+        in_container("cachestack-cache", "systemctl", "kill", "-s", "CONT", REDIS_NODES)
+    wait_for(lambda: get(timeout=30).headers.get("X-Cache") == "HIT", 60, interval=1)
+
+
+def test_postgresql_stopped_cached_page_served_and_unready(first_deploy: PlaybookRun) -> None:
+    warm_cache()
+    in_container("cachestack-db", "systemctl", "stop", "postgresql.service")
+    try:
+        page = get()
+        assert page.status == 200
+        assert page.headers["X-Cache"] == "HIT"
+        assert get(PAGE_URL + "healthz/ready").status == 503
+    finally:
+        in_container("cachestack-db", "systemctl", "start", "postgresql.service")
+    wait_for(ready, 30)
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_container_restart_comes_back_by_itself(first_deploy: PlaybookRun, container: str) -> None:
+    warm_cache()
+    subprocess.run(["docker", "restart", container], check=True, capture_output=True, timeout=120)
+    wait_for(ready, 90, interval=1)
+    page = wait_for(lambda: (p := get(timeout=30)).status == 200 and p, 60, interval=1)
+    assert page.headers["X-Cache"] in ("HIT", "MISS")
+    if container == "cachestack-cache":
+        # No persistence, like ElastiCache: the cluster comes back empty but whole.
+        wait_for(lambda: get(timeout=30).headers.get("X-Cache") == "HIT", 60, interval=1)
+
+
+def test_site_killed_mid_run_then_the_next_run_converges(first_deploy: PlaybookRun) -> None:
+    # A run with a config change, killed once the web host's tasks have begun.
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    with subprocess.Popen(
+        [str(VENV_BIN / "ansible-playbook"), "site.yml", "-e", "app_cache_ttl=298"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    ) as run:
+        assert run.stdout is not None
+        for line in run.stdout:
+            if "cachestack.aws.app :" in line:
+                break
+        time.sleep(2)
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+    assert run.returncode == -signal.SIGKILL
+
+    converge = ansible_playbook("site.yml")
+    assert converge.returncode == 0, converge.tail()
+    wait_for(ready, 30)
+    again = ansible_playbook("site.yml")
+    assert again.changed_hosts() == {}, again.tail(200)

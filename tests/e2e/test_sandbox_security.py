@@ -1,0 +1,122 @@
+"""Security of the deployed sandbox: the app unit's hardening score, secrets kept out
+of output, logs and loose files, Redis and PostgreSQL refusing the wrong clients, and
+nothing published but 127.0.0.1:8080."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import subprocess
+
+from tests.e2e.sandbox import (
+    CONTAINERS,
+    SECRETS_DIR,
+    PlaybookRun,
+    ansible_playbook,
+    get,
+    in_container,
+    secret,
+)
+
+SECRETS = ("db_password", "cache_auth_token")
+
+
+def exposure(unit: str) -> float:
+    shown = in_container("cachestack-web", "systemd-analyze", "security", "--no-pager", unit)
+    score = re.search(r"Overall exposure level for \S+: ([\d.]+)", shown.stdout)
+    assert score, shown.stdout[-500:]
+    return float(score[1])
+
+
+def test_app_unit_is_hardened(first_deploy: PlaybookRun) -> None:
+    app, nginx = exposure("cachestack-app.service"), exposure("nginx.service")
+    print(f"systemd-analyze security: cachestack-app {app}, nginx {nginx}")
+    assert app <= 1.5
+
+
+def test_no_secret_in_verbose_output_journal_or_nginx_logs(first_deploy: PlaybookRun) -> None:
+    verbose = ansible_playbook("site.yml", "-vvv")
+    assert verbose.returncode == 0, verbose.tail()
+    get()
+    journal = in_container("cachestack-web", "journalctl", "--no-pager", "-o", "cat").stdout
+    journal += in_container("cachestack-db", "journalctl", "--no-pager", "-o", "cat").stdout
+    journal += in_container("cachestack-cache", "journalctl", "--no-pager", "-o", "cat").stdout
+    nginx_logs = in_container(
+        "cachestack-web", "sh", "-c", "cat /var/log/nginx/*.log 2>/dev/null"
+    ).stdout
+    for name in SECRETS:
+        value = secret(name)
+        assert len(value) >= 16
+        assert value not in verbose.output, f"{name} in ansible-playbook -vvv output"
+        assert value not in journal, f"{name} in a journal"
+        assert value not in nginx_logs, f"{name} in nginx's logs"
+
+
+def test_secrets_and_app_config_are_not_world_readable(first_deploy: PlaybookRun) -> None:
+    assert stat.S_IMODE(SECRETS_DIR.stat().st_mode) == 0o700
+    for name in SECRETS:
+        assert stat.S_IMODE((SECRETS_DIR / name).stat().st_mode) == 0o600
+    shown = in_container("cachestack-web", "stat", "-c", "%a %U %G", "/etc/cachestack/app.ini")
+    mode, owner, group = shown.stdout.split()
+    assert (mode, owner) == ("640", "root")
+    assert group != "root"
+
+
+def test_redis_refuses_plaintext_and_clients_without_the_token(first_deploy: PlaybookRun) -> None:
+    plaintext = in_container(
+        "cachestack-cache",
+        "redis-cli",
+        "-h",
+        "cachestack-cache",
+        "-p",
+        "6379",
+        "PING",
+        check=False,
+    )
+    assert "PONG" not in plaintext.stdout
+    tls = (
+        "redis-cli",
+        "--tls",
+        "--cacert",
+        "/etc/redis/tls/ca.crt",
+        "-h",
+        "cachestack-cache",
+        "-p",
+        "6379",
+        "PING",
+    )
+    no_token = in_container("cachestack-cache", *tls, check=False)
+    assert "NOAUTH" in no_token.stdout + no_token.stderr
+    with_token = in_container(
+        "cachestack-cache", *tls, env={"REDISCLI_AUTH": secret("cache_auth_token")}
+    )
+    assert with_token.stdout.strip() == "PONG"
+
+
+def test_postgresql_refuses_clients_other_than_the_web_host(first_deploy: PlaybookRun) -> None:
+    dsn = "host=cachestack-db dbname=cachestack user=cachestack sslmode=require connect_timeout=5"
+    probe = ["psql", dsn, "-tAc", "SELECT 1"]
+    env = {"PGPASSWORD": secret("db_password")}
+    refused = in_container("cachestack-db", *probe, check=False, env=env)
+    assert refused.returncode != 0
+    assert "no pg_hba.conf entry" in refused.stderr
+
+
+def test_only_127_0_0_1_8080_is_published(first_deploy: PlaybookRun) -> None:
+    inspected = subprocess.run(
+        ["docker", "inspect", *CONTAINERS], capture_output=True, text=True, check=True
+    )
+    published = {
+        c["Name"].lstrip("/"): {
+            port: [(b["HostIp"], b["HostPort"]) for b in bindings or []]
+            for port, bindings in (c["NetworkSettings"]["Ports"] or {}).items()
+            if bindings
+        }
+        for c in json.loads(inspected.stdout)
+    }
+    assert published == {
+        "cachestack-web": {"80/tcp": [("127.0.0.1", "8080")]},
+        "cachestack-db": {},
+        "cachestack-cache": {},
+    }
