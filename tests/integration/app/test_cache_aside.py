@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 from tests.integration.app.conftest import SLOW_SECONDS, ini, install_slow_function, slow_calls
@@ -170,3 +171,19 @@ def test_postgresql_verify_full_with_sslrootcert(postgresql_tls_server, clean_re
     unverified = {"sslmode": "verify-full", "sslrootcert": None}
     _app, client = make_app(ini(pg, clean_redis, postgresql=unverified))
     assert client.get("/").status_code == 503
+
+
+def test_redis_cluster_with_no_reachable_node_bypasses(app_db, redis_cluster, make_app):
+    # RedisCluster raises RedisClusterException (not a RedisError) when no node
+    # answers, as when every node of the sandbox's cache is stopped.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    nowhere = ini(app_db, redis_cluster, cluster=True, redis_extra={"port": port})
+    _app, client = make_app(nowhere)
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["X-Cache"] == "BYPASS"
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200
+    assert ready.get_json()["redis"] == "degraded"

@@ -140,7 +140,8 @@ class Cache:
             raise CacheUnavailable("circuit breaker open")
         try:
             result = getattr(self._get_client(), method)(*args, **kwargs)
-        except (redis.RedisError, OSError) as exc:
+        # RedisClusterException (no reachable node) is not a RedisError.
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
             self.breaker.failure()
             if self.config.cluster:
                 self._drop_cluster_client()
