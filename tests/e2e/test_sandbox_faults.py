@@ -105,10 +105,11 @@ def test_postgresql_stopped_cached_page_served_and_unready(first_deploy: Playboo
     warm_cache()
     in_container("cachestack-db", "systemctl", "stop", "postgresql.service")
     try:
+        # Debian's postgresql.service returns while the cluster unit is still stopping.
+        wait_for(lambda: get(PAGE_URL + "healthz/ready", timeout=5).status == 503, 20)
         page = get()
         assert page.status == 200
         assert page.headers["X-Cache"] == "HIT"
-        assert get(PAGE_URL + "healthz/ready").status == 503
     finally:
         in_container("cachestack-db", "systemctl", "start", "postgresql.service")
     wait_for(ready, 30)
@@ -119,8 +120,8 @@ def test_container_restart_comes_back_by_itself(first_deploy: PlaybookRun, conta
     warm_cache()
     subprocess.run(["docker", "restart", container], check=True, capture_output=True, timeout=120)
     wait_for(ready, 90, interval=1)
-    page = wait_for(lambda: (p := get(timeout=30)).status == 200 and p, 60, interval=1)
-    assert page.headers["X-Cache"] in ("HIT", "MISS")
+    # Served, and through the cache again (not BYPASS), with nothing restarted by hand.
+    wait_for(lambda: get(timeout=30).headers.get("X-Cache") in ("HIT", "MISS"), 60, interval=1)
     if container == "cachestack-cache":
         # No persistence, like ElastiCache: the cluster comes back empty but whole.
         wait_for(lambda: get(timeout=30).headers.get("X-Cache") == "HIT", 60, interval=1)
