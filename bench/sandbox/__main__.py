@@ -38,6 +38,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cachelib
@@ -48,7 +49,7 @@ from tests.e2e.sandbox import PlaybookRun, ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 HOST, PORT = "127.0.0.1", 8080
-WEB, DB = "cachestack-web", "cachestack-db"
+WEB, DB, CACHE = "cachestack-web", "cachestack-db", "cachestack-cache"
 DB_NAME = "cachestack"
 BUNDLE_DIR = "/run/cachestack-bench"  # reference.yml's __bench_dir
 APP_PYTHON = "/opt/cachestack/venv/bin/python"
@@ -73,22 +74,37 @@ TARGETS = (Target(OURS, None), Target(REFERENCE, REFERENCE_HOST))
 # --- the sandbox ------------------------------------------------------------------------
 
 
-def busy_playbooks() -> list[str]:
-    """ansible-playbook runs that build or tear down the sandbox (site.yml, teardown)."""
+def busy_runs() -> list[str]:
+    """Other runs that build, tear down or break the sandbox: site.yml, teardown, the
+    end-to-end tests, and containers (re)started in the last minute (fault tests)."""
     listing = subprocess.run(
-        ["pgrep", "-af", "ansible-playbook"], capture_output=True, text=True, check=False
+        ["ps", "-eo", "args"], capture_output=True, text=True, check=False
     ).stdout
-    return [
+    busy = [
         line
         for line in listing.splitlines()
-        if re.search(r"\b(site\.yml|teardown\.yml|sandbox/provision\.yml)\b", line)
+        if re.search(r"ansible-playbook.*\b(site\.yml|teardown\.yml)\b", line)
+        or re.search(r"pytest.*tests/e2e", line)
     ]
+    started = subprocess.run(
+        ["docker", "inspect", "-f", "{{.Name}} {{.State.StartedAt}}", WEB, DB, CACHE],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    now = datetime.now(UTC)
+    for line in started.splitlines():
+        name, _, stamp = line.partition(" ")
+        when = datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00"))
+        if (now - when).total_seconds() < 60:
+            busy.append(f"{name.lstrip('/')} started {(now - when).total_seconds():.0f} s ago")
+    return busy
 
 
 def ready_status() -> int | None:
     try:
         return get("/healthz/ready", timeout=5).status
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return None
 
 
@@ -96,16 +112,15 @@ def wait_for_quiet_sandbox(seconds: float) -> None:
     """Wait until no other run builds the sandbox and readiness answers 200."""
     deadline = time.monotonic() + seconds
     while True:
-        busy, status = busy_playbooks(), ready_status()
+        busy, status = busy_runs(), ready_status()
         if not busy and status == 200:
             return
         if time.monotonic() > deadline:
             raise SystemExit(
-                f"the sandbox is not ready (readiness {status}, "
-                f"{len(busy)} site.yml/teardown run(s) going): run ansible-playbook site.yml"
+                f"the sandbox is not ready (readiness {status}, busy: {'; '.join(busy)[:300]})"
             )
         print(
-            f"waiting: readiness {status}, {len(busy)} site.yml/teardown run(s) going",
+            f"waiting: readiness {status}; busy: {'; '.join(busy)[:300] or 'no'}",
             flush=True,
         )
         time.sleep(10)
