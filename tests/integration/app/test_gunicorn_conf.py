@@ -4,6 +4,7 @@ the app, keeps query strings out of the access log and stops on a bad config."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -90,3 +91,46 @@ def test_template_stops_on_bad_config(tmp_path):
     assert proc.returncode == 3, out
     assert f"configuration error: {bad}: [redis]: section is missing" in out
     assert "Traceback" not in out
+
+
+def _wait_live(proc: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if get(f"http://127.0.0.1:{port}/healthz/live", timeout=1).status == 200:
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+            time.sleep(0.1)
+
+
+def _get_or_print(proc, port):
+    try:
+        return get(f"http://127.0.0.1:{port}/").body
+    except OSError:
+        proc.terminate()
+        print(proc.communicate(timeout=30)[0])
+        raise
+
+
+def test_reload_serves_the_new_config(tmp_path, app_db, clean_redis):
+    # systemctl reload sends HUP: the preloaded app must not outlive it.
+    port = free_port()
+    conf = render(tmp_path / "gunicorn.conf.py", app_gunicorn_bind=f"127.0.0.1:{port}")
+    config_path = write_ini(tmp_path, ini(app_db, clean_redis))
+    proc = _run(conf, config_path, tmp_path)
+    try:
+        _wait_live(proc, port)
+        assert f"<strong>{app_db.host}</strong>" in get(f"http://127.0.0.1:{port}/").body
+        config_path.write_text(ini(app_db, clean_redis).replace(app_db.host, "localhost"))
+        clean_redis.client().flushall()
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "<strong>localhost</strong>" not in _get_or_print(proc, port):
+            assert time.monotonic() < deadline, "the reload kept the old configuration"
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "Handling signal: hup" in out, out
