@@ -32,6 +32,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -90,10 +91,13 @@ def start_moto(
     for _attempt in range(3):  # a port taken between free_port() and bind: try another
         chosen = port or free_port()
         url = f"http://127.0.0.1:{chosen}"
+        # moto logs every request on stderr: a file, not a pipe nobody reads, which
+        # would fill and block the server.
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the process)
         process = subprocess.Popen(
             [*argv, "-H", "127.0.0.1", "-p", str(chosen)],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=log,
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -103,7 +107,9 @@ def start_moto(
                 return process, url
             time.sleep(0.1)
         stop_moto(process)
-        last_output = process.stderr.read() if process.stderr else b""
+        log.seek(0)
+        last_output = log.read()
+        log.close()
         if port:
             break
     pytest.fail(
