@@ -298,10 +298,17 @@ def stampede(target: Target, n: int = 50) -> tuple[int, list[Response]]:
     return counter.result(), responses
 
 
-def miss_then_hit(target: Target, hits: int = 20) -> tuple[Response, list[Response]]:
-    forget_cached_pages()
-    miss = get(host_header=target.host_header)
-    return miss, [get(host_header=target.host_header) for _ in range(hits)]
+def miss_then_hit(hits: int = 20) -> dict[str, tuple[Response, list[Response]]]:
+    """Each app's cold page (MISS), then warm pages (HIT) sampled alternately."""
+    misses = {}
+    for target in TARGETS:
+        forget_cached_pages()
+        misses[target.name] = get(host_header=target.host_header)
+    samples: dict[str, list[Response]] = {target.name: [] for target in TARGETS}
+    for _ in range(hits):
+        for target in TARGETS:
+            samples[target.name].append(get(host_header=target.host_header))
+    return {name: (miss, samples[name]) for name, miss in misses.items()}
 
 
 def run_wrk(target: Target, duration: int, threads: int, connections: int) -> dict[str, float]:
@@ -392,7 +399,6 @@ def main() -> None:
         wait_for_quiet_sandbox(120)
 
     stampedes: dict[str, tuple[int, list[Response]]] = {}
-    latencies: dict[str, tuple[Response, list[Response]]] = {}
     results: dict[str, list[dict[str, float]]] = {t.name: [] for t in TARGETS}
     workdir = Path(tempfile.mkdtemp(prefix="cachestack-bench-sandbox-"))
     try:
@@ -404,9 +410,8 @@ def main() -> None:
         for target in TARGETS:
             print(f"stampede: 50 concurrent cold requests to {target.name} ...", flush=True)
             stampedes[target.name] = stampede(target)
-        for target in TARGETS:
-            print(f"MISS then HIT: {target.name} ...", flush=True)
-            latencies[target.name] = miss_then_hit(target)
+        print("MISS then HIT, one request at a time ...", flush=True)
+        latencies = miss_then_hit()
 
         for round_no in range(1, args.rounds + 1):
             for target in TARGETS:
@@ -429,6 +434,18 @@ def main() -> None:
     timings["rerun"] = ansible_playbook("site.yml")
     load_after = load()
     print_report(args, facts, (load_before, load_after), results, stampedes, latencies, timings)
+
+
+def changed_tasks(output: str) -> list[str]:
+    """The tasks and handlers a playbook run reported as changed (names only)."""
+    names, current = [], ""
+    for line in output.splitlines():
+        heading = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\]", line)
+        if heading:
+            current = heading.group(1)
+        elif line.startswith("changed:") and current and current not in names:
+            names.append(current)
+    return names
 
 
 def _median(rows: list[dict[str, float]], key: str) -> float:
@@ -508,6 +525,9 @@ def print_report(
             verdict = "ok" if run.returncode == 0 else "FAILED"
             label = "teardown" if name == "teardown" else "from nothing (after teardown)"
         out(f"| {label} | {run.seconds:.1f} | {changed} | {verdict} |\n")
+    for name, run in timings.items():
+        if name == "rerun" and changed_tasks(run.output):
+            out(f"\nChanged in the rerun: {'; '.join(changed_tasks(run.output))}\n")
     sys.stdout.flush()
 
 
