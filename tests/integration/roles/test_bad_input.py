@@ -1,0 +1,148 @@
+"""Every role refuses bad input (wrong types, malformed CIDRs and addresses, numbers
+out of range, missing secrets) with a message naming the variable, before any task
+changes anything. Each case includes the role on localhost with one bad value."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+VENV_BIN = Path(sys.executable).parent
+SECRET = "s3cret-s3cret-s3cret-s3cret"
+TLS = {"src": "/nonexistent.crt"}
+
+# (role, variables, the variable the error must name)
+CASES = [
+    ("sandbox", {"sandbox_published_port": "not-a-port"}, "sandbox_published_port"),
+    ("sandbox", {"sandbox_published_port": 70000}, "sandbox_published_port"),
+    ("sandbox", {"sandbox_state": "gone"}, "sandbox_state"),
+    ("network", {"network_ssh_cidrs": ["10.0.0.0/33"]}, "network_ssh_cidrs"),
+    ("network", {"network_vpc_cidr": "not-a-cidr"}, "network_vpc_cidr"),
+    ("network", {"network_db_port": "five"}, "network_db_port"),
+    ("database", {"database_allocated_storage": "lots"}, "database_allocated_storage"),
+    ("database", {"database_storage_type": "floppy"}, "database_storage_type"),
+    ("cache", {"cache_replicas_per_node_group": "one"}, "cache_replicas_per_node_group"),
+    ("cache", {"cache_engine": "memcached"}, "cache_engine"),
+    ("web_instance", {"web_instance_volume_size": "big"}, "web_instance_volume_size"),
+    (
+        "postgresql_server",
+        {"postgresql_server_tls_cert_src": "/x.crt", "postgresql_server_tls_key_src": "/x.key"},
+        "postgresql_server_db_password",
+    ),
+    (
+        "postgresql_server",
+        {
+            "postgresql_server_db_password": SECRET,
+            "postgresql_server_tls_cert_src": "/x.crt",
+            "postgresql_server_tls_key_src": "/x.key",
+            "postgresql_server_allowed_clients": ["10.0.0.0/99"],
+        },
+        "postgresql_server_allowed_clients",
+    ),
+    (
+        "postgresql_server",
+        {
+            "postgresql_server_db_password": SECRET,
+            "postgresql_server_tls_cert_src": "/x.crt",
+            "postgresql_server_tls_key_src": "/x.key",
+            "postgresql_server_port": 99999,
+        },
+        "postgresql_server_port",
+    ),
+    (
+        "redis_server",
+        {
+            "redis_server_tls_cert_src": "/x.crt",
+            "redis_server_tls_key_src": "/x.key",
+            "redis_server_tls_ca_src": "/ca.crt",
+        },
+        "redis_server_auth_token",
+    ),
+    (
+        "redis_server",
+        {
+            "redis_server_auth_token": SECRET,
+            "redis_server_tls_cert_src": "/x.crt",
+            "redis_server_tls_key_src": "/x.key",
+            "redis_server_tls_ca_src": "/ca.crt",
+            "redis_server_shards": 0,
+        },
+        "redis_server_shards",
+    ),
+    ("app", {"cachestack_db_host": "db", "cachestack_cache_host": "cache"}, "app_db_password"),
+    (
+        "app",
+        {
+            "cachestack_db_host": "db",
+            "cachestack_cache_host": "cache",
+            "cachestack_db_password": SECRET,
+            "app_cache_ttl": "soon",
+        },
+        "app_cache_ttl",
+    ),
+    ("nginx", {"nginx_listen_port": "eighty"}, "nginx_listen_port"),
+    ("nginx", {"nginx_listen_port": 70000}, "nginx_listen_port"),
+    ("tls_ca", {"tls_ca_certificates": [{"name": "x"}]}, "subject_alt_names"),
+]
+RECAP = re.compile(r"localhost\s+: ok=\d+\s+changed=(\d+)")
+
+
+def run_role(tmp_path: Path, role: str, variables: dict) -> subprocess.CompletedProcess:
+    extra = tmp_path / "vars.json"
+    extra.write_text(json.dumps(variables))
+    extra.chmod(0o600)
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f"    - ansible.builtin.include_role:\n        name: cachestack.aws.{role}\n"
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+    return subprocess.run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "-e",
+            f"@{extra}",
+            str(playbook),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("role", "variables", "named"), CASES, ids=[f"{c[0]}-{c[2]}-{i}" for i, c in enumerate(CASES)]
+)
+def test_bad_input_is_refused_by_name_before_any_change(
+    tmp_path: Path, role: str, variables: dict, named: str
+) -> None:
+    result = run_role(tmp_path, role, variables)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert named in output, output[-3000:]
+    changed = RECAP.search(output)
+    assert changed and changed[1] == "0", output[-3000:]
+    assert SECRET not in output
