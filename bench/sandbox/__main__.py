@@ -78,13 +78,20 @@ def busy_runs() -> list[str]:
     """Other runs that build, tear down or break the sandbox: site.yml, teardown, the
     end-to-end tests, and containers (re)started in the last minute (fault tests)."""
     listing = subprocess.run(
-        ["ps", "-eo", "args"], capture_output=True, text=True, check=False
+        ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=False
     ).stdout
+    processes = [line.split(None, 2) for line in listing.splitlines() if line.strip()]
+    ours = {os.getpid()}  # this benchmark's own playbook runs do not count
+    for _ in range(6):
+        ours |= {int(p[0]) for p in processes if len(p) == 3 and int(p[1]) in ours}
     busy = [
-        line
-        for line in listing.splitlines()
-        if re.search(r"ansible-playbook.*\b(site\.yml|teardown\.yml)\b", line)
-        or re.search(r"pytest.*tests/e2e", line)
+        args
+        for pid, _ppid, args in (p for p in processes if len(p) == 3)
+        if int(pid) not in ours
+        and (
+            re.search(r"ansible-playbook.*\b(site\.yml|teardown\.yml)\b", args)
+            or re.search(r"pytest.*tests/e2e", args)
+        )
     ]
     started = subprocess.run(
         ["docker", "inspect", "-f", "{{.Name}} {{.State.StartedAt}}", WEB, DB, CACHE],
@@ -99,6 +106,28 @@ def busy_runs() -> list[str]:
         if (now - when).total_seconds() < 60:
             busy.append(f"{name.lstrip('/')} started {(now - when).total_seconds():.0f} s ago")
     return busy
+
+
+class BusyMonitor:
+    """Notes other sandbox runs seen while the benchmark runs (they skew its figures)."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            for item in busy_runs():
+                short = re.sub(r"\s+\d+ s ago$", "", item)[-80:]
+                if short not in self.seen:
+                    self.seen.append(short)
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        self._thread.join()
+        return self.seen
 
 
 def ready_status() -> int | None:
@@ -388,6 +417,7 @@ def main() -> None:
     print(f"machine: {facts['cpus']} CPUs, {facts['cpu']}, {facts['memory']}", flush=True)
 
     timings: dict[str, PlaybookRun] = {}
+    monitor = BusyMonitor()
     if args.from_nothing:
         print("teardown, then site.yml from nothing ...", flush=True)
         timings["teardown"] = ansible_playbook("playbooks/teardown.yml")
@@ -433,7 +463,11 @@ def main() -> None:
     print("rerun: ansible-playbook site.yml on the converged sandbox ...", flush=True)
     timings["rerun"] = ansible_playbook("site.yml")
     load_after = load()
+    others = [x for x in monitor.stop() if "bench/sandbox" not in x]
+    if args.from_nothing:  # our own teardown and site.yml restarted the containers
+        others = [x for x in others if not x.endswith(" started")]
     print_report(args, facts, (load_before, load_after), results, stampedes, latencies, timings)
+    print(f"\nOther sandbox runs seen meanwhile: {'; '.join(others) if others else 'none'}")
 
 
 def changed_tasks(output: str) -> list[str]:
