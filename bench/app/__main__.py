@@ -133,7 +133,7 @@ def run_wrk(url: str, duration: int, threads: int, connections: int) -> dict[str
 def stampede(url: str, n: int = 50) -> list[int]:
     barrier = threading.Barrier(n)
 
-    def one(_: int) -> int:
+    def one(_index: int) -> int:
         barrier.wait()
         return fetch(url)
 
@@ -142,7 +142,7 @@ def stampede(url: str, n: int = 50) -> list[int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")

@@ -378,7 +378,7 @@ def start_redis_cluster(certs: TLSCertificates, timeout: float = 30) -> RedisClu
     password = secrets.token_urlsafe(16)
     nodes: list[RedisServer] = []
     try:
-        for _ in range(2):
+        for _node in range(2):
             nodes.append(start_redis(password=password, certs=certs, cluster=True))
         primary, replica = nodes
         pc, rc = primary.client(), replica.client()

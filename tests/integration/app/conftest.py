@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers.postgresql import (  # noqa: F401
+from tests.servers.postgresql import (  # noqa: F401  # pylint: disable=unused-import
     PostgresDatabase,
     PostgresServer,
     free_port,
@@ -27,7 +27,7 @@ from tests.servers.postgresql import (  # noqa: F401
     postgresql_server,
     postgresql_tls_server,
 )
-from tests.servers.redis import (  # noqa: F401
+from tests.servers.redis import (  # noqa: F401  # pylint: disable=unused-import
     RedisServer,
     redis_cluster,
     redis_private_server,
@@ -204,10 +204,10 @@ class Gunicorn:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.process.communicate(timeout=15)
+            out, _stderr = self.process.communicate(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, _ = self.process.communicate()
+            out, _stderr = self.process.communicate()
         return out or ""
 
 

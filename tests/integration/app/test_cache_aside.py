@@ -71,7 +71,7 @@ def test_html_in_version_is_escaped(app_db, clean_redis, make_app):
         "AS $$ SELECT '<script>x</script>'::text $$"
     )
     _app, client = make_app(ini(app_db, clean_redis))
-    for _ in range(2):
+    for _attempt in range(2):
         page = client.get("/").get_data(as_text=True)
         assert "<script>" not in page
         assert "&lt;script&gt;x&lt;/script&gt;" in page

@@ -23,7 +23,7 @@ def test_50_concurrent_cold_requests_run_the_slow_query_once(app_db, clean_redis
     server = gunicorn_factory(ini(app_db, clean_redis))
     barrier = threading.Barrier(50)
 
-    def one(_: int):
+    def one(_index: int):
         barrier.wait()
         return get(server.url + "/")
 
@@ -68,7 +68,7 @@ def _bad_configs(tmp_path, app_db, redis) -> dict[str, tuple[str, str]]:
     good = ini(app_db, redis)
     return {
         "missing file": (None, "file not found"),
-        "missing section": (good.split("[redis]")[0], "[redis]: section is missing"),
+        "missing section": (good.split("[redis]", maxsplit=1)[0], "[redis]: section is missing"),
         "missing key": (
             good.replace(f"host = {redis.host}\n", "", 1).replace(f"host = {app_db.host}\n", "", 1),
             "[postgresql] host: required key is missing",

@@ -73,7 +73,7 @@ def test_template_serves_the_app(tmp_path, app_db, clean_redis):
         assert get(f"http://127.0.0.1:{port}/").headers["X-Cache"] == "HIT"
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        out, _stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert out.count("Booting worker") >= 2  # sized from the CPU count, at least two
     assert "Using worker: gthread" in out
@@ -87,7 +87,7 @@ def test_template_stops_on_bad_config(tmp_path):
     conf = render(tmp_path / "gunicorn.conf.py", app_gunicorn_bind=f"127.0.0.1:{free_port()}")
     bad = write_ini(tmp_path, "[postgresql]\nhost = db\n")
     proc = _run(conf, bad, tmp_path)
-    out, _ = proc.communicate(timeout=60)
+    out, _stderr = proc.communicate(timeout=60)
     assert proc.returncode == 3, out
     assert f"configuration error: {bad}: [redis]: section is missing" in out
     assert "Traceback" not in out
@@ -132,5 +132,5 @@ def test_reload_serves_the_new_config(tmp_path, app_db, clean_redis):
             time.sleep(0.2)
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        out, _stderr = proc.communicate(timeout=30)
     assert "Handling signal: hup" in out, out

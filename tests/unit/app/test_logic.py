@@ -51,7 +51,7 @@ def test_value_round_trip_and_memo():
 
 def test_ttl_jitter_stays_within_ten_percent():
     service = PageService(CONFIG, db=None, cache=None)  # type: ignore[arg-type]
-    values = {service._ttl_ms() for _ in range(200)}
+    values = {service._ttl_ms() for _draw in range(200)}
     assert all(90_000 <= v <= 100_000 for v in values)
     assert len(values) > 10
 

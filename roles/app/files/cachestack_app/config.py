@@ -15,6 +15,7 @@ the key, so start-up can log one line and stop.
 from __future__ import annotations
 
 import configparser
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -142,7 +143,7 @@ def _positive_float(value: str) -> float:
         number = float(value)
     except ValueError:
         raise ValueError(f"must be a number of seconds, got {value!r}") from None
-    if not number > 0 or number != number or number == float("inf"):
+    if number <= 0 or not math.isfinite(number):
         raise ValueError(f"must be a positive number of seconds, got {value!r}")
     return number
 
