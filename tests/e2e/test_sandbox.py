@@ -173,3 +173,27 @@ def test_bad_input_stops_before_anything_changes(first_deploy: PlaybookRun) -> N
     assert "app_cache_ttl" in bad_ttl.output
     assert bad_ttl.changed_hosts() == {}
     assert get().status == 200
+
+
+# The fault and security checks run after the tests above, on the same sandbox. They
+# live in their own files but are collected here, in this order: one module is what
+# keeps them on one xdist worker (--dist loadfile) and after the deploy tests.
+# pylint: disable=wrong-import-position,unused-import
+# isort: off
+from tests.e2e.sandbox_faults import (  # noqa: E402, F401
+    test_gunicorn_master_killed_comes_back_within_10_s,
+    test_redis_stopped_pages_bypass_then_hit_again,
+    test_redis_frozen_pages_still_served_within_the_timeout,
+    test_postgresql_stopped_cached_page_served_and_unready,
+    test_container_restart_comes_back_by_itself,
+    test_site_killed_mid_run_then_the_next_run_converges,
+)
+from tests.e2e.sandbox_security import (  # noqa: E402, F401
+    test_app_unit_is_hardened,
+    test_no_secret_in_verbose_output_journal_or_nginx_logs,
+    test_secrets_and_app_config_are_not_world_readable,
+    test_redis_refuses_plaintext_and_clients_without_the_token,
+    test_postgresql_refuses_clients_other_than_the_web_host,
+    test_only_127_0_0_1_8080_is_published,
+)
+# isort: on
