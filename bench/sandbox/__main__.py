@@ -82,7 +82,7 @@ def busy_runs() -> list[str]:
     ).stdout
     processes = [line.split(None, 2) for line in listing.splitlines() if line.strip()]
     ours = {os.getpid()}  # this benchmark's own playbook runs do not count
-    for _ in range(6):
+    for _depth in range(6):
         ours |= {int(p[0]) for p in processes if len(p) == 3 and int(p[1]) in ours}
     busy = [
         args
@@ -101,7 +101,7 @@ def busy_runs() -> list[str]:
     ).stdout
     now = datetime.now(UTC)
     for line in started.splitlines():
-        name, _, stamp = line.partition(" ")
+        name, _sep, stamp = line.partition(" ")
         when = datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00"))
         if (now - when).total_seconds() < 60:
             busy.append(f"{name.lstrip('/')} started {(now - when).total_seconds():.0f} s ago")
@@ -318,7 +318,7 @@ def stampede(target: Target, n: int = 50) -> tuple[int, list[Response]]:
     counter = SlowQueryCounter()
     barrier = threading.Barrier(n)
 
-    def one(_: int) -> Response:
+    def one(_index: int) -> Response:
         barrier.wait()
         return get(host_header=target.host_header)
 
@@ -334,7 +334,7 @@ def miss_then_hit(hits: int = 20) -> dict[str, tuple[Response, list[Response]]]:
         forget_cached_pages()
         misses[target.name] = get(host_header=target.host_header)
     samples: dict[str, list[Response]] = {target.name: [] for target in TARGETS}
-    for _ in range(hits):
+    for _sample in range(hits):
         for target in TARGETS:
             samples[target.name].append(get(host_header=target.host_header))
     return {name: (miss, samples[name]) for name, miss in misses.items()}
@@ -393,7 +393,7 @@ def load() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
