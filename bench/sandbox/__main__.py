@@ -92,6 +92,7 @@ def busy_runs() -> list[str]:
             re.search(r"ansible-playbook.*\b(site\.yml|teardown\.yml)\b", args)
             or re.search(r"pytest.*tests/e2e", args)
         )
+        and "inventory/aws" not in args  # the AWS playbooks (against moto) do not count
     ]
     started = subprocess.run(
         ["docker", "inspect", "-f", "{{.Name}} {{.State.StartedAt}}", WEB, DB, CACHE],
@@ -102,7 +103,12 @@ def busy_runs() -> list[str]:
     now = datetime.now(UTC)
     for line in started.splitlines():
         name, _sep, stamp = line.partition(" ")
-        when = datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00"))
+        try:
+            when = datetime.fromisoformat(
+                re.sub(r"(\.\d{6})\d*", r"\1", stamp.strip()).replace("Z", "+00:00")
+            )
+        except ValueError:  # no such container (torn down)
+            continue
         if (now - when).total_seconds() < 60:
             busy.append(f"{name.lstrip('/')} started {(now - when).total_seconds():.0f} s ago")
     return busy
@@ -120,7 +126,7 @@ class BusyMonitor:
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
             for item in busy_runs():
-                short = re.sub(r"\s+\d+ s ago$", "", item)[-80:]
+                short = re.sub(r"\s+\d+ s ago$", "", item)[:100]
                 if short not in self.seen:
                     self.seen.append(short)
 
