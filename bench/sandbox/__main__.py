@@ -92,7 +92,7 @@ def busy_runs() -> list[str]:
             re.search(r"ansible-playbook.*\b(site\.yml|teardown\.yml)\b", args)
             or re.search(r"pytest.*tests/e2e", args)
             # the whole suite (scripts/test): its end-to-end tests rebuild the sandbox
-            or (re.search(r"bin/pytest\b", args) and "tests/" not in args)
+            or (re.search(r"(^|\s)\S*/pytest(\s|$)", args) and "tests/" not in args)
         )
         and "inventory/aws" not in args  # the AWS playbooks (against moto) do not count
     ]
