@@ -38,6 +38,16 @@ class PlaybookRun:
             for m in RECAP.finditer(self.output)
         }
 
+    def changed_tasks(self, host: str) -> list[str]:
+        """Names of the tasks that reported changed on a host (in check mode: would change)."""
+        changed, task = [], ""
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                task = line[len("TASK [") : line.rindex("]")]
+            elif line.startswith(f"changed: [{host}]"):
+                changed.append(task)
+        return changed
+
     def changed_hosts(self) -> dict[str, int]:
         return {h: r["changed"] for h, r in self.recap().items() if r["changed"]}
 
