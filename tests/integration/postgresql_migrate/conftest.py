@@ -110,9 +110,14 @@ class Migrate:
         check: bool = False,
         diff: bool = False,
         environment: dict[str, str] | None = None,
+        plain_ansible: bool = False,
         **overrides: Any,
     ) -> tuple[subprocess.Popen[str], Path]:
-        """Start ansible-playbook without waiting; finish() collects it."""
+        """Start ansible-playbook without waiting; finish() collects it.
+
+        ``plain_ansible`` runs without Mitogen (ansible.cfg's strategy), so the module
+        gets a new Python of its own, whose import path the task's environment can set.
+        """
         self._n += 1
         task: dict[str, Any] = {
             "name": "Migrate",
@@ -146,6 +151,8 @@ class Migrate:
             "ANSIBLE_LOCALHOST_WARNING": "false",
             "ANSIBLE_NOCOLOR": "1",
         }
+        if plain_ansible:
+            env["ANSIBLE_STRATEGY"] = "linear"
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
