@@ -217,6 +217,8 @@ def main() -> None:
         stampedes = {app.name: counted(app.url) for app in (ours, reference)}  # warms too
 
         results: dict[str, list[dict[str, float]]] = {app.name: [] for app in apps}
+        for app in apps:  # one short discarded run each: workers and pools warm up
+            run_wrk(app.url, 2, args.threads, args.connections)
         for round_no in range(1, args.rounds + 1):
             for app in apps:
                 fetch(app.url)  # warm

@@ -451,6 +451,10 @@ def main() -> None:
         print("MISS then HIT, one request at a time ...", flush=True)
         latencies = miss_then_hit()
 
+        # One short discarded run each first: workers, pools and nginx's upstream
+        # connections warm up before anything is counted.
+        for target in TARGETS:
+            run_wrk(target, 2, args.threads, args.connections)
         for round_no in range(1, args.rounds + 1):
             for target in TARGETS:
                 get(host_header=target.host_header)  # warm

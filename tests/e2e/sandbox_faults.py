@@ -4,6 +4,7 @@ and site.yml killed mid-run. Runs after test_sandbox.py on the same sandbox."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,6 +41,31 @@ def main_pid() -> str:
         "cachestack-web", "systemctl", "show", "-P", "MainPID", "cachestack-app.service"
     )
     return shown.stdout.strip()
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # The command name in parentheses may hold spaces: split after it.
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_tree(root: int) -> list[int]:
+    """root and every process below it, parents first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        fields = proc_stat(int(entry)) if entry.isdigit() else None
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    tree, queue = [], [root]
+    while queue:
+        pid = queue.pop(0)
+        tree.append(pid)
+        queue.extend(children.get(pid, []))
+    return tree
 
 
 def ready() -> bool:
@@ -144,9 +170,24 @@ def test_site_killed_mid_run_then_the_next_run_converges(first_deploy: PlaybookR
             if "cachestack.aws.app :" in line:
                 break
         time.sleep(2)
-        os.killpg(run.pid, signal.SIGKILL)
+        # The whole run dies at once, as in a crash or a cancelled CI job: Ansible's
+        # workers run in sessions of their own, so killing the process group alone
+        # would leave them running (and, under Mitogen, waiting for ever).
+        # Stop the tree first, so nothing forks once it has been listed.
+        tree: list[int] = []
+        while new := [pid for pid in process_tree(run.pid) if pid not in tree]:
+            for pid in new:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            tree += new
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         run.wait(timeout=30)
     assert run.returncode == -signal.SIGKILL
+    time.sleep(1)
+    left = [pid for pid in tree if (proc_stat(pid) or ["Z"])[0] != "Z"]
+    assert not left, f"processes of the killed run still there: {left}"
 
     converge = ansible_playbook("site.yml")
     assert converge.returncode == 0, converge.tail()
