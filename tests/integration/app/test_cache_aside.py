@@ -50,6 +50,28 @@ def test_ttl_expiry(app_db, clean_redis, make_app):
     assert slow_calls(app_db) == 2
 
 
+def test_a_miss_rechecks_the_cache_once_it_holds_the_lock(app_db, clean_redis, make_app):
+    """The race: this request's GET missed, then another request filled the cache and
+    released the lock before this one took it. It must use that value, not run the query."""
+    app, client = make_app(ini(app_db, clean_redis))
+    assert client.get("/").headers["X-Cache"] == "MISS"  # the other request's fill
+    real_get = app.cache.get
+    gets: list[bytes | None] = []
+
+    def get_that_missed_before_the_fill() -> bytes | None:
+        gets.append(None if not gets else real_get())
+        return gets[-1]
+
+    app.cache.get = get_that_missed_before_the_fill
+    late = client.get("/")
+    assert late.status_code == 200
+    assert late.headers["X-Cache"] == "MISS"
+    assert "PostgreSQL 15" in late.get_data(as_text=True)
+    assert len(gets) == 2  # the first GET, then the check under the lock
+    assert slow_calls(app_db) == 1
+    assert clean_redis.client().exists("cachestack:{slow_version}:v1:lock") == 0
+
+
 def test_head_has_headers_and_no_body(app_db, clean_redis, make_app):
     _app, client = make_app(ini(app_db, clean_redis))
     client.get("/")

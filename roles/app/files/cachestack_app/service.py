@@ -100,26 +100,26 @@ class PageService:
         result.db_seconds += seconds
         return version
 
-    def _cache_get(self, result: Result) -> bytes | None:
+    def _cached(self, result: Result) -> str | None:
+        """The escaped version if Redis has a good value; CacheUnavailable if Redis fails."""
         start = time.perf_counter()
         try:
-            return self.cache.get()
+            raw = self.cache.get()
         finally:
             result.cache_seconds += time.perf_counter() - start
+        return None if raw is None else self._decode(raw)
 
     # -- the page -------------------------------------------------------------------------
 
     def fetch(self) -> Result:
         result = Result("", "HIT")
         try:
-            raw = self._cache_get(result)
+            version_html = self._cached(result)
         except CacheUnavailable as exc:
             return self._bypass(result, str(exc))
-        if raw is not None:
-            version_html = self._decode(raw)
-            if version_html is not None:
-                result.version_html = version_html
-                return result
+        if version_html is not None:
+            result.version_html = version_html
+            return result
         result.outcome = "MISS"
         return self._fill(result)
 
@@ -152,15 +152,13 @@ class PageService:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.05)
             try:
-                raw = self._cache_get(result)
+                version_html = self._cached(result)
             except CacheUnavailable as exc:
                 return self._bypass(result, str(exc))
-            if raw is not None:
-                version_html = self._decode(raw)
-                if version_html is not None:
-                    result.version_html = version_html
-                    result.lock_wait_seconds = time.monotonic() - wait_started
-                    return result
+            if version_html is not None:
+                result.version_html = version_html
+                result.lock_wait_seconds = time.monotonic() - wait_started
+                return result
             if time.monotonic() > deadline:
                 # The holder is stuck or gone: answer rather than wait for ever.
                 log.warning(
@@ -172,6 +170,15 @@ class PageService:
 
     def _compute(self, result: Result, token: str) -> Result:
         try:
+            # Another request may have filled the cache and released the lock between our
+            # GET and our SET NX (seen under CPU load as 2 slow queries for 50 requests).
+            try:
+                version_html = self._cached(result)
+            except CacheUnavailable as exc:
+                return self._bypass(result, str(exc))
+            if version_html is not None:
+                result.version_html = version_html
+                return result
             version = self._query(result)
             start = time.perf_counter()
             try:
