@@ -124,8 +124,23 @@ class Cache:
         self.breaker = breaker or CircuitBreaker()
         self._client: Any = None
         self._client_lock = threading.Lock()
+        self._thread = threading.local()
 
     def _get_client(self) -> Any:
+        if self.config.cluster:
+            return self._shared_client()
+        # Standalone: each thread keeps one connection of the shared pool. A pooled
+        # checkout first tries a non-blocking read to see that the connection is clean
+        # (three more syscalls per command): 190 against 140 us of CPU per GET here.
+        client = getattr(self._thread, "client", None)
+        if client is None:
+            pool = self._shared_client().connection_pool
+            # This connects, so it can fail too.
+            client = redis.Redis(connection_pool=pool, single_connection_client=True)
+            self._thread.client = client
+        return client
+
+    def _shared_client(self) -> Any:
         client = self._client
         if client is None:
             with self._client_lock:
