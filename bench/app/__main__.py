@@ -31,6 +31,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.servers.postgresql import free_port, start_postgresql
 from tests.servers.redis import start_redis
@@ -133,6 +134,34 @@ def run_wrk(url: str, duration: int, threads: int, connections: int) -> dict[str
     return {"rps": rps, "p50": p50, "p99": p99, "non2xx": float(errors.group(1)) if errors else 0}
 
 
+def worker_split(app: App) -> str:
+    """How the gunicorn workers share the established connections to the app, e.g. '9/7'.
+
+    Workers accept from one shared socket, so which one takes each of wrk's connections
+    is a race; a worker holding most of them is the usual cause of a high p99 here.
+    """
+    assert app.process is not None
+    master = app.process.pid
+    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( sport = :{app.port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    held = re.findall(r"pid=(\d+),", out)
+    return "/".join(str(n) for n in sorted((held.count(w) for w in workers), reverse=True))
+
+
+def measure(app: App, args: argparse.Namespace) -> dict[str, Any]:
+    """One wrk run, and the workers' split of its connections sampled half-way through."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        run = pool.submit(run_wrk, app.url, args.duration, args.threads, args.connections)
+        time.sleep(args.duration / 2)
+        split = worker_split(app)
+        return {**run.result(), "split": split}
+
+
 def stampede(url: str, n: int = 50) -> list[int]:
     barrier = threading.Barrier(n)
 
@@ -216,17 +245,18 @@ def main() -> None:
         )
         stampedes = {app.name: counted(app.url) for app in (ours, reference)}  # warms too
 
-        results: dict[str, list[dict[str, float]]] = {app.name: [] for app in apps}
+        results: dict[str, list[dict[str, Any]]] = {app.name: [] for app in apps}
         for app in apps:  # one short discarded run each: workers and pools warm up
             run_wrk(app.url, 2, args.threads, args.connections)
         for round_no in range(1, args.rounds + 1):
             for app in apps:
                 fetch(app.url)  # warm
-                result = run_wrk(app.url, args.duration, args.threads, args.connections)
+                result = measure(app, args)
                 results[app.name].append(result)
                 print(
                     f"round {round_no} {app.name:<15} {result['rps']:>9.0f} req/s "
-                    f"p50 {result['p50']:.2f} ms p99 {result['p99']:.2f} ms",
+                    f"p50 {result['p50']:.2f} ms p99 {result['p99']:.2f} ms "
+                    f"connections per worker {result['split']}",
                     flush=True,
                 )
     finally:
@@ -241,7 +271,7 @@ def main() -> None:
 
 def print_table(
     args: argparse.Namespace,
-    results: dict[str, list[dict[str, float]]],
+    results: dict[str, list[dict[str, Any]]],
     stampedes: dict[str, tuple[int, list[int]]],
     loads: tuple[tuple[float, float, float], tuple[float, float, float]],
 ) -> None:
@@ -252,7 +282,7 @@ def print_table(
         f"cached-hit throughput, wrk -t{args.threads} -c{args.connections} -d{args.duration}s "
         f"on 127.0.0.1, gunicorn {' '.join(GUNICORN_ARGS)}, {len(ours)} rounds alternating"
     )
-    header = f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}"
+    header = f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}{'split':>8}"
     print(header)
     print("-" * len(header))
     for index in range(len(ours)):
@@ -260,7 +290,7 @@ def print_table(
             row = rows[index]
             print(
                 f"{f'r{index + 1} {name}':<22}{row['rps']:>10.0f}{row['p50']:>10.2f}"
-                f"{row['p99']:>10.2f}{row['non2xx']:>9.0f}"
+                f"{row['p99']:>10.2f}{row['non2xx']:>9.0f}{row['split']:>8}"
             )
     print("-" * len(header))
     for name, rows in results.items():
@@ -279,6 +309,10 @@ def print_table(
     print(
         f"cachestack_app median p99: {p99:.2f} ms  [target <= {TARGET_P99_MS:.0f} ms; "
         f"the floor, a static page under the same gunicorn: {floor_p99:.2f} ms]"
+    )
+    print(
+        "split: wrk's connections held by each gunicorn worker, sampled half-way through "
+        "the run; an uneven split raises p99 whatever the app"
     )
     print()
     print("stampede: slow queries run by PostgreSQL for 50 concurrent cold requests")
