@@ -100,26 +100,29 @@ class PageService:
         result.db_seconds += seconds
         return version
 
-    def _cached(self, result: Result) -> str | None:
-        """The escaped version if Redis has a good value; CacheUnavailable if Redis fails."""
+    def _from_cache(self, result: Result) -> Result | None:
+        """``result`` answered from Redis: with the cached value, or BYPASS if Redis fails.
+        None if Redis has no good value."""
         start = time.perf_counter()
         try:
             raw = self.cache.get()
-        finally:
+        except CacheUnavailable as exc:
             result.cache_seconds += time.perf_counter() - start
-        return None if raw is None else self._decode(raw)
+            return self._bypass(result, str(exc))
+        result.cache_seconds += time.perf_counter() - start
+        version_html = None if raw is None else self._decode(raw)
+        if version_html is None:
+            return None
+        result.version_html = version_html
+        return result
 
     # -- the page -------------------------------------------------------------------------
 
     def fetch(self) -> Result:
         result = Result("", "HIT")
-        try:
-            version_html = self._cached(result)
-        except CacheUnavailable as exc:
-            return self._bypass(result, str(exc))
-        if version_html is not None:
-            result.version_html = version_html
-            return result
+        answered = self._from_cache(result)
+        if answered is not None:
+            return answered
         result.outcome = "MISS"
         return self._fill(result)
 
@@ -151,14 +154,10 @@ class PageService:
                 metrics.LOCK_WAITS.inc()
             time.sleep(delay)
             delay = min(delay * 1.5, 0.05)
-            try:
-                version_html = self._cached(result)
-            except CacheUnavailable as exc:
-                return self._bypass(result, str(exc))
-            if version_html is not None:
-                result.version_html = version_html
-                result.lock_wait_seconds = time.monotonic() - wait_started
-                return result
+            answered = self._from_cache(result)
+            if answered is not None:
+                answered.lock_wait_seconds = time.monotonic() - wait_started
+                return answered
             if time.monotonic() > deadline:
                 # The holder is stuck or gone: answer rather than wait for ever.
                 log.warning(
@@ -172,13 +171,9 @@ class PageService:
         try:
             # Another request may have filled the cache and released the lock between our
             # GET and our SET NX (seen under CPU load as 2 slow queries for 50 requests).
-            try:
-                version_html = self._cached(result)
-            except CacheUnavailable as exc:
-                return self._bypass(result, str(exc))
-            if version_html is not None:
-                result.version_html = version_html
-                return result
+            answered = self._from_cache(result)
+            if answered is not None:
+                return answered
             version = self._query(result)
             start = time.perf_counter()
             try:
