@@ -2,7 +2,7 @@
 
 One command, from the repository root::
 
-    .venv/bin/python -m bench.app [--rounds 3] [--duration 6] [--slow-seconds 5]
+    .venv/bin/python -m bench.app [--rounds 3] [--duration 6] [--slow-seconds 5] [--reuse-port]
 
 Starts PostgreSQL and Redis on loopback (the test fixtures' helpers), then both apps under
 gunicorn with the same settings (``-w 2 -k gthread --threads 4``), drives them alternately
@@ -58,7 +58,7 @@ class App:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def start(self, workdir: Path) -> None:
+    def start(self, workdir: Path, gunicorn_args: list[str]) -> None:
         gunicorn = Path(sys.executable).parent / "gunicorn"
         self.log = workdir / f"{self.name}.log"
         with self.log.open("wb") as log:
@@ -66,7 +66,7 @@ class App:
                 [
                     str(gunicorn),
                     self.app_spec,
-                    *GUNICORN_ARGS,
+                    *gunicorn_args,
                     "-b",
                     f"127.0.0.1:{self.port}",
                     "--preload",
@@ -87,6 +87,10 @@ class App:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def gunicorn_args(args: argparse.Namespace) -> list[str]:
+    return GUNICORN_ARGS + (["--reuse-port"] if args.reuse_port else [])
 
 
 def fetch(url: str, timeout: float = 60) -> int:
@@ -182,6 +186,12 @@ def main() -> None:
     parser.add_argument(
         "--slow-seconds", type=float, default=5.0, help="pg_sleep in slow_version()"
     )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="add gunicorn's --reuse-port for all three apps: each worker listens on its "
+        "own socket and the kernel spreads wrk's connections, instead of the accept race",
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()
 
@@ -227,7 +237,7 @@ def main() -> None:
         floor = App(FLOOR, "bench.app.floor:app", REPO, {})
         apps = [ours, reference, floor]
         for app in apps:
-            app.start(workdir)
+            app.start(workdir, gunicorn_args(args))
         for app in apps:
             wait_listening(app)
 
@@ -280,7 +290,8 @@ def print_table(
     print()
     print(
         f"cached-hit throughput, wrk -t{args.threads} -c{args.connections} -d{args.duration}s "
-        f"on 127.0.0.1, gunicorn {' '.join(GUNICORN_ARGS)}, {len(ours)} rounds alternating"
+        f"on 127.0.0.1, gunicorn {' '.join(gunicorn_args(args))}, {len(ours)} rounds "
+        "alternating"
     )
     header = f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}{'split':>8}"
     print(header)
