@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import time
 
+from cachestack_app.cache import CacheUnavailable
+
 from tests.integration.app.conftest import SLOW_SECONDS, ini, install_slow_function, slow_calls
 
 
@@ -69,6 +71,26 @@ def test_a_miss_rechecks_the_cache_once_it_holds_the_lock(app_db, clean_redis, m
     assert "PostgreSQL 15" in late.get_data(as_text=True)
     assert len(gets) == 2  # the first GET, then the check under the lock
     assert slow_calls(app_db) == 1
+    assert clean_redis.client().exists("cachestack:{slow_version}:v1:lock") == 0
+
+
+def test_the_lock_is_released_when_redis_fails_while_it_is_held(app_db, clean_redis, make_app):
+    """The breaker opens while this request holds the lock: the lock must still go, or
+    every other worker and host waits for it until lock_timeout."""
+    app, client = make_app(ini(app_db, clean_redis), breaker_cooldown=60)
+    gets: list[None] = []
+
+    def miss_then_fail() -> None:
+        gets.append(None)
+        if len(gets) == 2:  # the check under the lock
+            app.cache.breaker.failure()
+            raise CacheUnavailable("redis failed")
+        return None
+
+    app.cache.get = miss_then_fail
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["X-Cache"] == "BYPASS"
     assert clean_redis.client().exists("cachestack:{slow_version}:v1:lock") == 0
 
 

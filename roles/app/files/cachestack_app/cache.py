@@ -150,8 +150,8 @@ class Cache:
                 client = self._client
         return client
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        if not self.breaker.allow():
+    def _call(self, method: str, *args: Any, past_breaker: bool = False, **kwargs: Any) -> Any:
+        if not past_breaker and not self.breaker.allow():
             raise CacheUnavailable("circuit breaker open")
         try:
             result = getattr(self._get_client(), method)(*args, **kwargs)
@@ -187,7 +187,9 @@ class Cache:
         return bool(self._call("exists", LOCK_KEY))
 
     def release_lock(self, token: str) -> None:
-        self._call("eval", _RELEASE_LOCK, 1, LOCK_KEY, token)
+        # Tried even when the breaker just opened: a lock left behind makes every other
+        # worker and host wait up to lock_timeout. It costs one socket_timeout at most.
+        self._call("eval", _RELEASE_LOCK, 1, LOCK_KEY, token, past_breaker=True)
 
     def ping(self) -> bool:
         return bool(self._call("ping"))

@@ -48,10 +48,10 @@ def encode_value(version: str, query_seconds: float) -> bytes:
 class PageService:
     """Get slow_version() the cheapest way that is still correct.
 
-    HIT: the value is in Redis. MISS: it is not; one request (holding a lock in Redis, so
-    across workers and hosts) runs the query and fills the cache while the others wait for
-    it, up to ``lock_timeout``. BYPASS: Redis is down or the breaker is open; PostgreSQL
-    answers directly.
+    HIT: the value is in Redis. MISS: it was not when the request came; one request
+    (holding a lock in Redis, so across workers and hosts) runs the query and fills the
+    cache while the others wait for it, up to ``lock_timeout``, and answer from the cache.
+    BYPASS: Redis is down or the breaker is open; PostgreSQL answers directly.
     """
 
     def __init__(self, config: AppConfig, db: Database, cache: Cache):
