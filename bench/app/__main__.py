@@ -162,7 +162,11 @@ def measure(app: App, args: argparse.Namespace) -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=1) as pool:
         run = pool.submit(run_wrk, app.url, args.duration, args.threads, args.connections)
         time.sleep(args.duration / 2)
-        split = worker_split(app)
+        try:
+            split = worker_split(app)
+        except (OSError, subprocess.CalledProcessError) as exc:  # no ss, or no /proc children
+            print(f"split not read: {exc}", file=sys.stderr)
+            split = "?"
         return {**run.result(), "split": split}
 
 
