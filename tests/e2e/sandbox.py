@@ -136,3 +136,22 @@ def existing_containers() -> list[str]:
 def secret(name: str) -> str:
     """A secret the sandbox generated (db_password, cache_auth_token)."""
     return (SECRETS_DIR / name).read_text().strip()
+
+
+def redis_cli(port: str, *command: str) -> str:
+    """redis-cli on one node of the cache container, following the cluster's redirects;
+    the token passed in the environment."""
+    return in_container(
+        "cachestack-cache",
+        "redis-cli",
+        "-c",
+        "--tls",
+        "--cacert",
+        "/etc/redis/tls/ca.crt",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port,
+        *command,
+        env={"REDISCLI_AUTH": secret("cache_auth_token")},
+    ).stdout

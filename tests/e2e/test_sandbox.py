@@ -17,7 +17,7 @@ from tests.e2e.sandbox import (
     existing_containers,
     get,
     in_container,
-    secret,
+    redis_cli,
 )
 
 NGINX_SITE = "/etc/nginx/sites-available/cachestack"
@@ -96,23 +96,6 @@ def test_a_config_change_under_load_fails_no_request(first_deploy: PlaybookRun) 
     assert "ttl = 299" in in_container("cachestack-web", "cat", APP_CONFIG).stdout
     assert served > 50, f"only {served} requests ran during the change"
     assert failures == []
-
-
-def redis_cli(port: str, *command: str) -> str:
-    """redis-cli on one node of the cache container, the token passed in the environment."""
-    return in_container(
-        "cachestack-cache",
-        "redis-cli",
-        "--tls",
-        "--cacert",
-        "/etc/redis/tls/ca.crt",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        port,
-        *command,
-        env={"REDISCLI_AUTH": secret("cache_auth_token")},
-    ).stdout
 
 
 def make_drift() -> None:
