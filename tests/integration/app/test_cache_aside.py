@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from cachestack_app.cache import CacheUnavailable
+from cachestack_app.cache import LOCK_KEY, CacheUnavailable
 
 from tests.integration.app.conftest import SLOW_SECONDS, ini, install_slow_function, slow_calls
 
@@ -71,7 +71,7 @@ def test_a_miss_rechecks_the_cache_once_it_holds_the_lock(app_db, clean_redis, m
     assert "PostgreSQL 15" in late.get_data(as_text=True)
     assert len(gets) == 2  # the first GET, then the check under the lock
     assert slow_calls(app_db) == 1
-    assert clean_redis.client().exists("cachestack:{slow_version}:v1:lock") == 0
+    assert clean_redis.client().exists(LOCK_KEY) == 0
 
 
 def test_the_lock_is_released_when_redis_fails_while_it_is_held(app_db, clean_redis, make_app):
@@ -91,7 +91,7 @@ def test_the_lock_is_released_when_redis_fails_while_it_is_held(app_db, clean_re
     page = client.get("/")
     assert page.status_code == 200
     assert page.headers["X-Cache"] == "BYPASS"
-    assert clean_redis.client().exists("cachestack:{slow_version}:v1:lock") == 0
+    assert clean_redis.client().exists(LOCK_KEY) == 0
 
 
 def test_head_has_headers_and_no_body(app_db, clean_redis, make_app):
@@ -169,7 +169,7 @@ def test_statement_timeout_is_honoured(app_db, clean_redis, make_app):
     assert response.status_code == 503
     assert "Traceback" not in response.get_data(as_text=True)
     # The lock was released: the next request tries again rather than waiting.
-    assert clean_redis.client().exists("cachestack:{slow_version}:v1:lock") == 0
+    assert clean_redis.client().exists(LOCK_KEY) == 0
 
 
 def test_healthz(app_db, clean_redis, make_app):
