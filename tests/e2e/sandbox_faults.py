@@ -1,10 +1,12 @@
 """What the deployed sandbox survives, with nothing restarted by hand: the gunicorn
 master killed, Redis stopped or frozen, PostgreSQL stopped, any container restarted,
-and site.yml killed mid-run. Runs after test_sandbox.py on the same sandbox."""
+the web host on a new address, and site.yml killed mid-run. Runs after test_sandbox.py
+on the same sandbox."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -161,6 +163,38 @@ def test_container_restart_comes_back_by_itself(first_deploy: PlaybookRun, conta
     if container == "cachestack-cache":
         # No persistence, like ElastiCache: the cluster comes back empty but whole.
         wait_for(lambda: get(timeout=30).headers.get("X-Cache") == "HIT", 60, interval=1)
+
+
+def docker(*argv: str) -> str:
+    return subprocess.run(["docker", *argv], capture_output=True, text=True, check=True).stdout
+
+
+def network_address(container: str) -> str:
+    networks = json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", container))
+    return networks["cachestack"]["IPAddress"]
+
+
+def test_the_web_host_on_a_new_address_still_reaches_postgresql(first_deploy: PlaybookRun) -> None:
+    """As after a reboot, when Docker deals the addresses out in a new order: other
+    containers take the web host's address, and the web host gets another one."""
+    old_address = network_address("cachestack-web")
+    docker("network", "disconnect", "cachestack", "cachestack-web")
+    holders: list[str] = []
+    try:
+        # Docker hands out the lowest free address: fill up to the web host's old one.
+        while len(holders) < 8 and old_address not in map(network_address, holders):
+            holders.append(f"cachestack-address-holder-{len(holders)}")
+            options = f"--rm --name {holders[-1]} --network cachestack --entrypoint sleep"
+            docker("run", "-d", *options.split(), "cachestack-base:latest", "300")
+    finally:
+        docker("network", "connect", "cachestack", "cachestack-web")
+        subprocess.run(["docker", "rm", "-f", *holders], capture_output=True, check=False)
+    assert network_address("cachestack-web") != old_address
+    wait_for(ready, 60, interval=1)
+    # A miss runs the query on a connection opened from the new address.
+    redis_cli("6379", "DEL", CACHE_KEY)
+    page = get(timeout=60)
+    assert (page.status, page.headers["X-Cache"]) == (200, "MISS"), page.body[:300]
 
 
 def test_site_killed_mid_run_then_the_next_run_converges(first_deploy: PlaybookRun) -> None:

@@ -52,6 +52,17 @@ CASES = [
             "postgresql_server_db_password": SECRET,
             "postgresql_server_tls_cert_src": "/x.crt",
             "postgresql_server_tls_key_src": "/x.key",
+            # A host name, but also pg_hba's keyword for any address: refused.
+            "postgresql_server_allowed_clients": ["web.internal", "all"],
+        },
+        "postgresql_server_allowed_clients",
+    ),
+    (
+        "postgresql_server",
+        {
+            "postgresql_server_db_password": SECRET,
+            "postgresql_server_tls_cert_src": "/x.crt",
+            "postgresql_server_tls_key_src": "/x.key",
             "postgresql_server_port": 99999,
         },
         "postgresql_server_port",
