@@ -123,6 +123,15 @@ def wait_for(predicate, seconds: float, interval: float = 0.5):
     raise AssertionError(f"not true within {seconds} s (last: {last!r})")
 
 
+def docker(*argv: str) -> str:
+    """A docker command's output; a failure raises with its stderr."""
+    return subprocess.run(["docker", *argv], capture_output=True, text=True, check=True).stdout
+
+
+def container_id(name: str) -> str:
+    return docker("inspect", "-f", "{{.Id}}", name).strip()
+
+
 def existing_containers() -> list[str]:
     listing = subprocess.run(
         ["docker", "ps", "-a", "--format", "{{.Names}}"],

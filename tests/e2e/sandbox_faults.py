@@ -21,6 +21,7 @@ from tests.e2e.sandbox import (
     VENV_BIN,
     PlaybookRun,
     ansible_playbook,
+    docker,
     get,
     in_container,
     redis_cli,
@@ -163,10 +164,6 @@ def test_container_restart_comes_back_by_itself(first_deploy: PlaybookRun, conta
     if container == "cachestack-cache":
         # No persistence, like ElastiCache: the cluster comes back empty but whole.
         wait_for(lambda: get(timeout=30).headers.get("X-Cache") == "HIT", 60, interval=1)
-
-
-def docker(*argv: str) -> str:
-    return subprocess.run(["docker", *argv], capture_output=True, text=True, check=True).stdout
 
 
 def network_address(container: str) -> str:

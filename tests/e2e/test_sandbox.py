@@ -6,6 +6,7 @@ All traffic goes to 127.0.0.1:8080, the only port the sandbox publishes."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -14,6 +15,7 @@ from tests.e2e.sandbox import (
     PAGE_URL,
     PlaybookRun,
     ansible_playbook,
+    container_id,
     existing_containers,
     get,
     in_container,
@@ -162,6 +164,26 @@ def test_bad_input_stops_before_anything_changes(first_deploy: PlaybookRun) -> N
     assert bad_ttl.returncode != 0
     assert "app_cache_ttl" in bad_ttl.output
     assert bad_ttl.changed_hosts() == {}
+    assert get().status == 200
+
+
+def test_a_port_held_by_another_program_stops_before_anything_changes(
+    first_deploy: PlaybookRun,
+) -> None:
+    # Moving the page to another port recreates the web container: Docker would remove
+    # the running one, then fail to publish the new one on a port another program holds.
+    web_before = container_id("cachestack-web")
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        taken = other_program.getsockname()[1]
+        moved = ansible_playbook("site.yml", "-e", f"sandbox_published_port={taken}")
+    assert moved.returncode != 0
+    assert f"sandbox_published_port: 127.0.0.1:{taken} is taken by another program" in (
+        " ".join(moved.output.split())
+    ), moved.tail()
+    assert moved.changed_hosts() == {}
+    assert container_id("cachestack-web") == web_before
     assert get().status == 200
 
 
