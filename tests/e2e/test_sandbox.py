@@ -160,6 +160,11 @@ def test_bad_input_stops_before_anything_changes(first_deploy: PlaybookRun) -> N
     assert "sandbox_published_port" in bad_port.output
     assert bad_port.changed_hosts() == {}
 
+    no_image = ansible_playbook("site.yml", "-e", "sandbox_image=cachestack-no-such-image:1")
+    assert no_image.returncode != 0
+    assert "sandbox_image: cachestack-no-such-image:1 is not on this machine" in no_image.output
+    assert no_image.changed_hosts() == {}
+
     bad_ttl = ansible_playbook("site.yml", "-e", "app_cache_ttl=soon")
     assert bad_ttl.returncode != 0
     assert "app_cache_ttl" in bad_ttl.output
