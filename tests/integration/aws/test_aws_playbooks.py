@@ -35,10 +35,13 @@ ANSIBLE_BIN = Path(sys.executable).parent
 STACK = "cachestack"
 SSH_CIDR = "198.51.100.0/24"
 NEW_SSH_CIDR = "203.0.113.0/24"
+# An EC2 key pair made in moto before the tests, as a user would import theirs.
+KEY_PAIR = "cachestack-tests"
 # moto's images predate Ubuntu 24.04: its Canonical-owned Ubuntu images are found instead.
 MOTO_AMI_FILTER = "ubuntu/images/hvm-ssd/ubuntu-*-amd64-server-*"
 BASE_VARS: dict[str, Any] = {
     "cachestack_ssh_cidrs": [SSH_CIDR],
+    "web_instance_key_name": KEY_PAIR,
     "web_instance_ami_name_filter": MOTO_AMI_FILTER,
     # moto never finishes deleting a replication group: do not wait for it.
     "cache_wait_for_delete": False,
@@ -207,7 +210,9 @@ def ingress(group: dict[str, Any]) -> set[tuple[Any, ...]]:
 
 @pytest.fixture(scope="module")
 def aws(moto_url: str) -> Aws:
-    return Aws(moto_url)
+    clients = Aws(moto_url)
+    clients.ec2.create_key_pair(KeyName=KEY_PAIR)
+    return clients
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +259,25 @@ def test_site_stops_without_a_way_in(moto_url: str, aws: Aws) -> None:
     run = run_playbook(moto_url, "site.yml", extra={"cachestack_ssh_cidrs": []})
     assert run.returncode != 0, explain(run)
     assert "cachestack_ssh_cidrs" in run.stdout + run.stderr
+    assert aws.stack_vpcs() == []
+    assert aws.secrets.list_secrets()["SecretList"] == []
+
+
+@pytest.mark.parametrize(
+    ("key_name", "says"),
+    [
+        ("", "web_instance_key_name is empty"),
+        ("no-such-key", "web_instance_key_name: the EC2 key pair no-such-key was not found"),
+    ],
+)
+def test_provision_stops_without_a_key_pair_to_log_in_with(
+    moto_url: str, aws: Aws, key_name: str, says: str
+) -> None:
+    run = run_playbook(
+        moto_url, "playbooks/provision.yml", extra={"web_instance_key_name": key_name}
+    )
+    assert run.returncode != 0, explain(run)
+    assert says in " ".join((run.stdout + run.stderr).split()), explain(run)
     assert aws.stack_vpcs() == []
     assert aws.secrets.list_secrets()["SecretList"] == []
 
@@ -382,6 +406,7 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     (web_instance,) = aws.live_instances()
     assert web_instance["State"]["Name"] == "running"
     assert web_instance["InstanceType"] == "t3.micro"
+    assert web_instance["KeyName"] == KEY_PAIR
     assert web_instance["SubnetId"] == public_id
     assert [g["GroupId"] for g in web_instance["SecurityGroups"]] == [web["GroupId"]]
     assert web_instance["MetadataOptions"]["HttpTokens"] == "required"
@@ -414,6 +439,7 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     assert listed["aws_web"]["hosts"] == [web_eip["PublicIp"]], listed
     hostvars = listed["_meta"]["hostvars"][web_eip["PublicIp"]]
     assert plain(hostvars["ansible_user"]) == "ubuntu"
+    assert plain(hostvars["ansible_become"]) is True
     assert plain(hostvars["aws_tags"]["Stack"]) == STACK
 
 
@@ -440,6 +466,8 @@ def test_second_apply_changes_nothing_and_sets_the_contract(
     )["Addresses"]
     assert shown["host"] == address["PublicIp"]
     assert shown["ansible_user"] == "ubuntu"
+    # Not root: the roles run through sudo.
+    assert shown["ansible_become"] is True
     assert shown["contract"] == {
         "cachestack_db_host": instance["Endpoint"]["Address"],
         "cachestack_db_port": 5432,
