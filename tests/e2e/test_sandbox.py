@@ -176,18 +176,20 @@ def test_a_port_held_by_another_program_stops_before_anything_changes(
     first_deploy: PlaybookRun,
 ) -> None:
     # Moving the page to another port recreates the web container: Docker would remove
-    # the running one, then fail to publish the new one on a port another program holds.
+    # the running one, then fail to publish the new one on a port another program holds,
+    # or on an address this machine does not have (192.0.2.1 is TEST-NET-1, never local).
     web_before = container_id("cachestack-web")
     with socket.socket() as other_program:
         other_program.bind(("127.0.0.1", 0))
         other_program.listen()
         taken = other_program.getsockname()[1]
         moved = ansible_playbook("site.yml", "-e", f"sandbox_published_port={taken}")
-    assert moved.returncode != 0
-    assert f"sandbox_published_port: 127.0.0.1:{taken} is taken by another program" in (
-        " ".join(moved.output.split())
-    ), moved.tail()
-    assert moved.changed_hosts() == {}
+    elsewhere = ansible_playbook("site.yml", "-e", "sandbox_published_address=192.0.2.1")
+    for run, where in ((moved, f"127.0.0.1:{taken}"), (elsewhere, "192.0.2.1:8080")):
+        assert run.returncode != 0
+        said = " ".join(run.output.split())
+        assert f"sandbox_published_port: {where} cannot be published" in said, run.tail()
+        assert run.changed_hosts() == {}
     assert container_id("cachestack-web") == web_before
     assert get().status == 200
 
