@@ -168,6 +168,24 @@ def test_container_restart_comes_back_by_itself(first_deploy: PlaybookRun, conta
         wait_for(lambda: get(timeout=30).headers.get("X-Cache") == "HIT", 60, interval=1)
 
 
+def test_the_plan_with_a_stopped_container_shows_its_start(first_deploy: PlaybookRun) -> None:
+    docker("stop", "cachestack-db")
+    try:
+        plan = ansible_playbook("site.yml", "--check", "--diff")
+    finally:
+        docker("start", "cachestack-db")
+    assert "cachestack.aws.sandbox : Start the systemd containers" in plan.changed_tasks(
+        "localhost"
+    ), plan.tail()
+    # The web host is planned too, up to what needs the database: its migrations say
+    # why they cannot be planned (a template error hidden by no_log said nothing).
+    recap = plan.recap()
+    assert recap["localhost"]["failed"] == 0, plan.tail()
+    assert recap["cachestack-web"]["failed"] == 1, plan.tail()
+    assert "unable to connect to database" in plan.output, plan.tail()
+    wait_for(ready, 90, interval=1)
+
+
 def network_address(container: str) -> str:
     networks = json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", container))
     return networks["cachestack"]["IPAddress"]

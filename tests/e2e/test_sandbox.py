@@ -205,6 +205,7 @@ from tests.e2e.sandbox_faults import (  # noqa: E402, F401
     test_redis_frozen_pages_still_served_within_the_timeout,
     test_postgresql_stopped_cached_page_served_and_unready,
     test_container_restart_comes_back_by_itself,
+    test_the_plan_with_a_stopped_container_shows_its_start,
     test_the_web_host_on_a_new_address_still_reaches_postgresql,
     test_a_change_from_a_run_that_failed_is_applied_by_the_next,
     test_site_killed_mid_run_then_the_next_run_converges,
