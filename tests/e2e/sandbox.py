@@ -133,13 +133,8 @@ def container_id(name: str) -> str:
 
 
 def existing_containers() -> list[str]:
-    listing = subprocess.run(
-        ["docker", "ps", "-a", "--format", "{{.Names}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return [n for n in listing.stdout.split() if n in CONTAINERS]
+    listing = docker("ps", "-a", "--format", "{{.Names}}")
+    return [n for n in listing.split() if n in CONTAINERS]
 
 
 def secret(name: str) -> str:

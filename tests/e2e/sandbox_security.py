@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import re
 import stat
-import subprocess
 
 from tests.e2e.sandbox import (
     CONTAINERS,
     SECRETS_DIR,
     PlaybookRun,
     ansible_playbook,
+    docker,
     get,
     in_container,
     secret,
@@ -104,16 +104,14 @@ def test_postgresql_refuses_clients_other_than_the_web_host(first_deploy: Playbo
 
 
 def test_only_127_0_0_1_8080_is_published(first_deploy: PlaybookRun) -> None:
-    inspected = subprocess.run(
-        ["docker", "inspect", *CONTAINERS], capture_output=True, text=True, check=True
-    )
+    inspected = docker("inspect", *CONTAINERS)
     published = {
         c["Name"].lstrip("/"): {
             port: [(b["HostIp"], b["HostPort"]) for b in bindings or []]
             for port, bindings in (c["NetworkSettings"]["Ports"] or {}).items()
             if bindings
         }
-        for c in json.loads(inspected.stdout)
+        for c in json.loads(inspected)
     }
     assert published == {
         "cachestack-web": {"80/tcp": [("127.0.0.1", "8080")]},
