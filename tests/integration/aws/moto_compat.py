@@ -30,20 +30,34 @@ moto 5.2 does not implement ``ModifyCacheSubnetGroup`` nor ``DeleteCacheSubnetGr
 cache role updates the subnet group of a stack built again (new subnets) and deletes it on
 a teardown that waits; the wrapper implements both the plain way AWS does.
 
+moto 5.2 ignores ``AuthToken`` in ``ModifyReplicationGroup``. The wrapper keeps the tokens
+a group accepts as AWS does: ``ROTATE`` adds the new one beside the current one, ``SET``
+leaves only the new one. They are in the group's ``accepted_auth_tokens``, and the
+strategies used, in order, in its ``auth_token_updates``.
+
+moto 5.2's ``/moto-api/data.json`` (its dump of every model, for debugging) fails with a
+500 as soon as an RDS instance exists: some of its attributes raise NotImplementedError,
+which the dump does not expect. The wrapper's dump leaves out every attribute it cannot
+read, and lets an instance's master password be read, so the tests can see which password
+RDS was given (AWS's API never returns it, nor does moto's).
+
 Nothing else differs from ``moto_server``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Any
 
+from moto.core import model_instances
 from moto.core.responses import ActionResult
 from moto.ec2 import utils as ec2_utils
 from moto.elasticache.exceptions import CacheSubnetGroupNotFound
-from moto.elasticache.models import CacheSubnetGroup, ElastiCacheBackend
+from moto.elasticache.models import CacheSubnetGroup, ElastiCacheBackend, ReplicationGroup
 from moto.elasticache.responses import ElastiCacheResponse
+from moto.moto_api._internal.responses import MotoAPIResponse
 from moto.rds.exceptions import DBParameterGroupNotFoundError
 from moto.rds.models import DBInstance, RDSBackend
 from moto.rds.responses import RDSResponse
@@ -166,6 +180,63 @@ def _delete_cache_subnet_group(self: ElastiCacheResponse) -> ActionResult:
 
 ElastiCacheResponse.modify_cache_subnet_group = _modify_cache_subnet_group  # type: ignore[attr-defined]
 ElastiCacheResponse.delete_cache_subnet_group = _delete_cache_subnet_group  # type: ignore[attr-defined]
+
+_original_group_init = ReplicationGroup.__init__
+_original_modify_group = ElastiCacheResponse.modify_replication_group
+
+
+def _replication_group_init(self: ReplicationGroup, *args: Any, **kwargs: Any) -> None:
+    _original_group_init(self, *args, **kwargs)
+    token = kwargs.get("auth_token")
+    self.accepted_auth_tokens = [token] if token else []
+
+
+def _modify_replication_group(self: ElastiCacheResponse) -> ActionResult:
+    result = _original_modify_group(self)
+    token = self._get_param("AuthToken")
+    if token:
+        group = self.elasticache_backend.replication_groups[self._get_param("ReplicationGroupId")]
+        strategy = self._get_param("AuthTokenUpdateStrategy")
+        if strategy == "SET":
+            group.accepted_auth_tokens = [token]
+        else:  # ROTATE: the newest token already accepted stays beside the new one
+            group.accepted_auth_tokens = [*group.accepted_auth_tokens[-1:], token]
+        group.auth_token_updates = [*getattr(group, "auth_token_updates", []), strategy]
+        group.auth_token_enabled = True
+    return result
+
+
+ReplicationGroup.__init__ = _replication_group_init  # type: ignore[method-assign]
+
+
+ElastiCacheResponse.modify_replication_group = _modify_replication_group  # type: ignore[method-assign]
+DBInstance.master_user_password = property(  # type: ignore[method-assign,assignment]
+    lambda self: self._master_user_password, DBInstance.master_user_password.fset
+)
+
+
+def _model_data(self: MotoAPIResponse, request: Any, full_url: str, headers: Any) -> Any:
+    results: dict[str, dict[str, list[Any]]] = {}
+    for service, models in sorted(model_instances.model_data.items()):
+        results[service] = {}
+        for name, model in sorted(models.items()):
+            results[service][name] = []
+            for instance in model.instances_tracked:  # type: ignore[attr-defined]
+                readable = {}
+                for attribute in dir(instance):
+                    if attribute.startswith("_"):
+                        continue
+                    try:
+                        value = getattr(instance, attribute)
+                        json.dumps(value)
+                    except Exception:  # noqa: S112 (an unreadable attribute is left out)
+                        continue
+                    readable[attribute] = value
+                results[service][name].append(readable)
+    return 200, {"Content-Type": "application/javascript"}, json.dumps(results)
+
+
+MotoAPIResponse.model_data = _model_data  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -9,6 +9,7 @@ The tests run in order and share one moto server (and the stack they build in it
 4. Check mode again and a second apply report changed=0 (the second apply also shows the
    endpoints contract set on the web host).
 5. Changing one security-group CIDR and the cache's snapshot retention changes only those.
+   Secrets changed by hand in Secrets Manager reach RDS and ElastiCache (the plan shows it).
 6. Teardown leaves nothing of the stack; a second teardown changes nothing; provisioning
    again right after works.
 
@@ -21,8 +22,10 @@ import contextlib
 import json
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 import boto3
@@ -503,6 +506,72 @@ def test_changing_one_input_changes_only_that(
     assert ingress(web) == {("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 22, 22, NEW_SSH_CIDR)}
     (group,) = aws.live_replication_groups()
     assert group["SnapshotRetentionLimit"] == 3
+
+
+DB_TASK = "database : Create the PostgreSQL instance (private, encrypted, deletion-protected)"
+CACHE_TASK = (
+    "cache : Create, update or wait for the replication group"
+    " (cluster mode, TLS, AUTH, encrypted at rest)"
+)
+SET_TOKEN_TASK = "cache : Make the new AUTH token the only one the replication group accepts"
+
+
+def stored_credentials(url: str) -> tuple[set[str], list[str], list[str]]:
+    """What moto holds (its model dump; AWS's API never returns these): every master
+    password it has held for the instance (its copies keep old ones), the AUTH tokens the
+    cache accepts, and the token strategies used, in order."""
+    with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=30) as response:  # noqa: S310
+        models = json.load(response)
+    passwords = {
+        i["master_user_password"]
+        for i in models["rds"]["DBInstance"]
+        if i["db_instance_identifier"] == f"{STACK}-db"
+    }
+    (group,) = [
+        g
+        for g in models["elasticache"]["ReplicationGroup"]
+        if g["replication_group_id"] == f"{STACK}-cache" and g["status"] != "deleting"
+    ]
+    return passwords, group["accepted_auth_tokens"], group.get("auth_token_updates", [])
+
+
+def test_secrets_changed_by_hand_reach_the_database_and_the_cache(
+    moto_url: str, aws: Aws, secrets_seen: list[str]
+) -> None:
+    old_password = aws.secrets.get_secret_value(SecretId=f"{STACK}/db-master-password")
+    old_token = aws.secrets.get_secret_value(SecretId=f"{STACK}/cache-auth-token")
+    assert stored_credentials(moto_url) == (
+        {old_password["SecretString"]},
+        [old_token["SecretString"]],
+        [],
+    )
+    # Letters and digits, as RDS and ElastiCache accept.
+    password, token = token_hex(16), token_hex(32)
+    secrets_seen.extend([password, token])
+    aws.secrets.put_secret_value(SecretId=f"{STACK}/db-master-password", SecretString=password)
+    aws.secrets.put_secret_value(SecretId=f"{STACK}/cache-auth-token", SecretString=token)
+
+    plan = run_playbook(moto_url, "tests/integration/aws/rotate.yml", check=True)
+    assert succeeded(plan), explain(plan)
+    assert_no_secret(plan, secrets_seen)
+    assert {DB_TASK, CACHE_TASK, SET_TOKEN_TASK} <= set(plan.changed_tasks()), plan.changed_tasks()
+    passwords, tokens, updates = stored_credentials(moto_url)
+    assert password not in passwords
+    assert (tokens, updates) == ([old_token["SecretString"]], [])
+
+    run = run_playbook(moto_url, "tests/integration/aws/rotate.yml")
+    assert succeeded(run), explain(run)
+    assert_no_secret(run, secrets_seen)
+    assert {DB_TASK, CACHE_TASK, SET_TOKEN_TASK} <= set(run.changed_tasks()), run.changed_tasks()
+    passwords, tokens, updates = stored_credentials(moto_url)
+    assert password in passwords
+    # ROTATE first (the web host keeps working on the old token), then SET.
+    assert (tokens, updates) == ([token], ["ROTATE", "SET"])
+
+    again = run_playbook(moto_url, "tests/integration/aws/rotate.yml")
+    assert succeeded(again), explain(again)
+    assert again.changed_tasks() == []
+    assert stored_credentials(moto_url)[1:] == ([token], ["ROTATE", "SET"])
 
 
 def test_teardown_refuses_a_protected_database_without_confirmation(
