@@ -1,12 +1,17 @@
 """Security of the deployed sandbox: the app unit's hardening score, secrets kept out
-of output, logs and loose files, Redis and PostgreSQL refusing the wrong clients, and
-nothing published but 127.0.0.1:8080."""
+of output, logs and loose files, Redis and PostgreSQL refusing the wrong clients,
+certificates renewed before they expire, and nothing published but 127.0.0.1:8080."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import stat
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.e2e.sandbox import (
     CONTAINERS,
@@ -118,3 +123,70 @@ def test_only_127_0_0_1_8080_is_published(first_deploy: PlaybookRun) -> None:
         "cachestack-db": {},
         "cachestack-cache": {},
     }
+
+
+TLS_DIR = SECRETS_DIR / "tls"
+
+
+def sign_short_lived_db_certificate(days: int) -> None:
+    """Replace the database's certificate with one the sandbox CA signs for `days` days:
+    what the run would find 825 - `days` days after it issued the certificate."""
+    ca_key = serialization.load_pem_private_key((TLS_DIR / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((TLS_DIR / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((TLS_DIR / "cachestack-db.key").read_bytes(), None)
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cachestack-db")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("cachestack-db")]), False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            False,
+        )
+        # The identifiers x509_certificate adds: without them it would replace the
+        # certificate for not matching, whatever its dates.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    (TLS_DIR / "cachestack-db.crt").write_bytes(pem)
+
+
+def days_left_served_by_postgresql() -> float:
+    """Days until the certificate PostgreSQL presents expires, read from the web host."""
+    shown = in_container(
+        "cachestack-web",
+        "sh",
+        "-c",
+        "openssl s_client -connect cachestack-db:5432 -starttls postgres </dev/null 2>/dev/null"
+        " | openssl x509 -noout -enddate",
+    )
+    ends = datetime.datetime.strptime(
+        shown.stdout.strip().removeprefix("notAfter="), "%b %d %H:%M:%S %Y %Z"
+    ).replace(tzinfo=datetime.UTC)
+    return (ends - datetime.datetime.now(datetime.UTC)).total_seconds() / 86400
+
+
+def test_a_certificate_near_its_expiry_is_renewed_and_served(first_deploy: PlaybookRun) -> None:
+    sign_short_lived_db_certificate(days=10)
+    run = ansible_playbook("site.yml")
+    assert run.returncode == 0, run.tail()
+    assert "cachestack.aws.tls_ca : Sign the server certificates (or renew them)" in (
+        run.changed_tasks("localhost")
+    ), run.tail()
+    renewed = x509.load_pem_x509_certificate((TLS_DIR / "cachestack-db.crt").read_bytes())
+    assert renewed.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > datetime.timedelta(
+        days=800
+    )
+    assert days_left_served_by_postgresql() > 800
+    assert get().status == 200

@@ -216,6 +216,7 @@ from tests.e2e.sandbox_security import (  # noqa: E402, F401
     test_secrets_and_app_config_are_not_world_readable,
     test_redis_refuses_plaintext_and_clients_without_the_token,
     test_postgresql_refuses_clients_other_than_the_web_host,
+    test_a_certificate_near_its_expiry_is_renewed_and_served,
     test_only_127_0_0_1_8080_is_published,
 )
 # isort: on
