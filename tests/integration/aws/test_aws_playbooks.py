@@ -9,7 +9,8 @@ The tests run in order and share one moto server (and the stack they build in it
 4. Check mode again and a second apply report changed=0 (the second apply also shows the
    endpoints contract set on the web host).
 5. Changing one security-group CIDR and the cache's snapshot retention changes only those.
-   Secrets changed by hand in Secrets Manager reach RDS and ElastiCache (the plan shows it).
+   A change AWS refuses stops with AWS's reason, though the tasks are no_log. Secrets
+   changed by hand in Secrets Manager reach RDS and ElastiCache (the plan shows it).
 6. Teardown leaves nothing of the stack; a second teardown changes nothing; provisioning
    again right after works.
 
@@ -51,6 +52,11 @@ BASE_VARS: dict[str, Any] = {
     "confirm_teardown": STACK,
 }
 PLAYBOOK_TIMEOUT = 600
+# What test_changing_one_input_changes_only_that changes; the runs after it keep them.
+CHANGED_INPUTS: dict[str, Any] = {
+    "cachestack_ssh_cidrs": [NEW_SSH_CIDR],
+    "cache_snapshot_retention_limit": 3,
+}
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -487,11 +493,7 @@ def test_second_apply_changes_nothing_and_sets_the_contract(
 def test_changing_one_input_changes_only_that(
     moto_url: str, aws: Aws, secrets_seen: list[str]
 ) -> None:
-    run = run_playbook(
-        moto_url,
-        "playbooks/provision.yml",
-        extra={"cachestack_ssh_cidrs": [NEW_SSH_CIDR], "cache_snapshot_retention_limit": 3},
-    )
+    run = run_playbook(moto_url, "playbooks/provision.yml", extra=CHANGED_INPUTS)
     assert succeeded(run), explain(run)
     assert_no_secret(run, secrets_seen)
     # The cache task runs twice (start, then wait): only the first changes anything.
@@ -506,6 +508,36 @@ def test_changing_one_input_changes_only_that(
     assert ingress(web) == {("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 22, 22, NEW_SSH_CIDR)}
     (group,) = aws.live_replication_groups()
     assert group["SnapshotRetentionLimit"] == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (
+            {"cache_at_rest_encryption": False},
+            f"cache: {STACK}-cache: at_rest_encryption_enabled is True and AWS cannot change"
+            " it on an existing replication group",
+        ),
+        (
+            {"database_maintenance_window": "mon:25:00-mon:26:00"},
+            "Invalid day:hour:minute value: mon:25:00-mon:26:00",
+        ),
+    ],
+    ids=["cache", "database"],
+)
+def test_a_change_aws_refuses_stops_with_its_reason(
+    moto_url: str, aws: Aws, secrets_seen: list[str], extra: dict[str, Any], says: str
+) -> None:
+    # The tasks are no_log (their arguments hold secrets): the reason must show all the same.
+    run = run_playbook(moto_url, "playbooks/provision.yml", extra={**CHANGED_INPUTS, **extra})
+    assert run.returncode != 0, explain(run)
+    assert says in " ".join((run.stdout + run.stderr).split()), explain(run)
+    assert_no_secret(run, secrets_seen)
+    assert run.changed_tasks() == []
+    (group,) = aws.live_replication_groups()
+    assert group["AtRestEncryptionEnabled"] is True
+    (instance,) = aws.rds.describe_db_instances()["DBInstances"]
+    assert instance["PreferredMaintenanceWindow"] == "sun:05:00-sun:06:00"
 
 
 DB_TASK = "database : Create the PostgreSQL instance (private, encrypted, deletion-protected)"
@@ -551,7 +583,9 @@ def test_secrets_changed_by_hand_reach_the_database_and_the_cache(
     aws.secrets.put_secret_value(SecretId=f"{STACK}/db-master-password", SecretString=password)
     aws.secrets.put_secret_value(SecretId=f"{STACK}/cache-auth-token", SecretString=token)
 
-    plan = run_playbook(moto_url, "tests/integration/aws/rotate.yml", check=True)
+    plan = run_playbook(
+        moto_url, "tests/integration/aws/rotate.yml", check=True, extra=CHANGED_INPUTS
+    )
     assert succeeded(plan), explain(plan)
     assert_no_secret(plan, secrets_seen)
     assert {DB_TASK, CACHE_TASK, SET_TOKEN_TASK} <= set(plan.changed_tasks()), plan.changed_tasks()
@@ -559,7 +593,7 @@ def test_secrets_changed_by_hand_reach_the_database_and_the_cache(
     assert password not in passwords
     assert (tokens, updates) == ([old_token["SecretString"]], [])
 
-    run = run_playbook(moto_url, "tests/integration/aws/rotate.yml")
+    run = run_playbook(moto_url, "tests/integration/aws/rotate.yml", extra=CHANGED_INPUTS)
     assert succeeded(run), explain(run)
     assert_no_secret(run, secrets_seen)
     assert {DB_TASK, CACHE_TASK, SET_TOKEN_TASK} <= set(run.changed_tasks()), run.changed_tasks()
@@ -568,7 +602,7 @@ def test_secrets_changed_by_hand_reach_the_database_and_the_cache(
     # ROTATE first (the web host keeps working on the old token), then SET.
     assert (tokens, updates) == ([token], ["ROTATE", "SET"])
 
-    again = run_playbook(moto_url, "tests/integration/aws/rotate.yml")
+    again = run_playbook(moto_url, "tests/integration/aws/rotate.yml", extra=CHANGED_INPUTS)
     assert succeeded(again), explain(again)
     assert again.changed_tasks() == []
     assert stored_credentials(moto_url)[1:] == ([token], ["ROTATE", "SET"])
