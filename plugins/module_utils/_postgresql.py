@@ -101,8 +101,8 @@ def connect(module: Any, autocommit: bool = True, readonly: bool = False) -> Any
     password = module.params.get("login_password")
     conn = None
     try:
-        conn = psycopg2.connect(**kw)
-        conn.set_client_encoding("UTF8")
+        # In the startup packet, not a SET: RESET ALL (run after each migration) keeps it.
+        conn = psycopg2.connect(client_encoding="UTF8", **kw)
         conn.set_session(autocommit=autocommit, readonly=readonly)
     except Exception as e:  # psycopg2 raises OperationalError and friends
         where = "{}@{}:{}/{}".format(

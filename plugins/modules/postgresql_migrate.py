@@ -110,7 +110,10 @@ notes:
   - Do not edit a file once it has been applied; add a new version instead. A changed file
     fails the run unless O(on_checksum_mismatch=warn).
   - A recorded version whose file is no longer in the directory only produces a warning.
-  - A transactional file must not contain C(BEGIN), C(COMMIT) or C(ROLLBACK) of its own.
+  - A transactional file must not contain C(BEGIN), C(COMMIT), C(ROLLBACK) or C(END) of its
+    own. The module refuses such a file before running any file, since it could not roll
+    back what the file committed half-way. Mark the file no-transaction instead.
+  - A file may start with a UTF-8 byte-order mark; it is not sent to the server.
   - Statements of a no-transaction file are split at semicolons outside quotes, dollar quotes
     and comments; SQL-standard function bodies (C(BEGIN ATOMIC ... END)) are not supported
     in such files. A failed C(CREATE INDEX CONCURRENTLY) leaves an invalid index behind
@@ -286,6 +289,13 @@ from ansible_collections.cachestack.aws.plugins.module_utils._postgresql import 
 FILE_RE = re.compile(r"^V(?P<version>[0-9]+(?:[._][0-9]+)*)__(?P<description>[^/\\]+)\.sql$")
 VERSION_RE = re.compile(r"^[Vv]?(?P<version>[0-9]+(?:[._][0-9]+)*)$")
 NO_TRANSACTION_RE = re.compile(r"^--\s*cachestack:no-transaction\s*$")
+# A statement that starts or ends a transaction (ROLLBACK TO a savepoint does not).
+TRANSACTION_CONTROL_RE = re.compile(
+    r"(BEGIN|START\s+TRANSACTION|COMMIT|END|ABORT"
+    r"|ROLLBACK(?!\s+(?:(?:WORK|TRANSACTION)\s+)?TO\b))\b",
+    re.IGNORECASE,
+)
+BEGIN_ATOMIC_RE = re.compile(r"\bBEGIN\s+ATOMIC\b", re.IGNORECASE)
 LOCK_NAMESPACE = "cachestack.aws.postgresql_migrate:"
 _IDENT_CHAR = re.compile(r"[A-Za-z0-9_$\x80-\U0010ffff]")
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
@@ -393,8 +403,35 @@ def load_migrations(path: str) -> list:
             sql = data.decode("utf-8")
         except UnicodeDecodeError as e:
             raise MigrationError(f"{name} is not valid UTF-8: {e}") from e
-        found[key] = Migration(key, description, name, sql, sha256_hex(data))
+        if sql.startswith("\ufeff"):  # a byte-order mark: PostgreSQL would read it as SQL
+            sql = sql[1:]
+        migration = Migration(key, description, name, sql, sha256_hex(data))
+        if migration.transaction:
+            refuse_transaction_control(migration)
+        found[key] = migration
     return [found[k] for k in sorted(found)]
+
+
+def refuse_transaction_control(m: Migration) -> None:
+    """Raise MigrationError for a BEGIN, COMMIT... in a file the module wraps in a transaction.
+
+    Run inside the module's transaction, a COMMIT of the file's own would make what comes
+    before it permanent and the rest run outside any transaction: a failure after it would
+    leave the file half applied and unrecorded. SQL-standard function bodies
+    (BEGIN ATOMIC ... END) hold semicolons the splitter cannot see, so a file with one is
+    left to the server.
+    """
+    if BEGIN_ATOMIC_RE.search(m.sql):
+        return
+    for offset, statement in split_statements(m.sql):
+        match = TRANSACTION_CONTROL_RE.match(statement)
+        if match:
+            raise MigrationError(
+                f"{m.script} line {line_of(m.sql, offset)}: {match.group(1).upper()} of its own"
+                " in a file the module runs in one transaction (it could not roll back what"
+                " the file commits). Remove it, or make the file run outside a transaction:"
+                " first line -- cachestack:no-transaction"
+            )
 
 
 def split_statements(sql: str) -> list:
@@ -443,7 +480,7 @@ def split_statements(sql: str) -> list:
         if c == "'":
             prev = sql[i - 1] if i > 0 else ""
             before = sql[i - 2] if i > 1 else ""
-            backslash = prev in "eE" and not (before and _IDENT_CHAR.match(before))
+            backslash = prev != "" and prev in "eE" and not (before and _IDENT_CHAR.match(before))
             i += 1
             while i < n:
                 if backslash and sql[i] == "\\":
@@ -580,9 +617,11 @@ def build_plan(
 
 
 class MigrationFailed(Exception):
-    def __init__(self, migration: Migration, message: str) -> None:
+    def __init__(self, migration: Migration, message: str, partial: bool = False) -> None:
         super().__init__(message)
         self.migration = migration
+        # Statements before the failed one stay applied (a no-transaction file).
+        self.partial = partial
 
 
 class Migrator:
@@ -597,6 +636,7 @@ class Migrator:
         self.table_ident = sql.Identifier(self.schema, self.table)
         self.table_name = self.table_ident.as_string(conn)
         self.lock_key = lock_key(self.schema, self.table)
+        self.created_history = False
 
     def execute(self, query: object, params: object = None) -> list:
         with self.conn.cursor() as cur:
@@ -605,7 +645,12 @@ class Migrator:
 
     def acquire_lock(self, timeout: int) -> None:
         """Take the session-level advisory lock, waiting at most timeout seconds."""
-        self.execute("SELECT set_config('lock_timeout', %s, false)", (f"{timeout}s",))
+        # A statement_timeout set on the role or database would cut the wait short.
+        self.execute(
+            "SELECT set_config('lock_timeout', %s, false),"
+            " set_config('statement_timeout', '0', false)",
+            (f"{timeout}s",),
+        )
         try:
             self.execute("SELECT pg_advisory_lock(%s)", (self.lock_key,))
         except psycopg2.Error as e:
@@ -617,6 +662,7 @@ class Migrator:
             ) from e
         finally:
             self.execute("RESET lock_timeout")
+            self.execute("RESET statement_timeout")
 
     def lock_holder(self) -> str:
         unsigned = self.lock_key & 0xFFFFFFFFFFFFFFFF
@@ -660,6 +706,7 @@ class Migrator:
 
     def ensure_history_table(self) -> None:
         sql = psycopg2.sql
+        self.created_history = not self.history_exists()
         if not self.execute(
             "SELECT to_regnamespace(%s) IS NOT NULL",
             (sql.Identifier(self.schema).as_string(self.conn),),
@@ -705,6 +752,7 @@ class Migrator:
         """Run one file and record it; return its execution time in ms."""
         offset = 0
         in_tx = False
+        executed = 0
         try:
             started = time.monotonic()
             if m.transaction:
@@ -716,6 +764,7 @@ class Migrator:
                 for stmt_offset, statement in split_statements(m.sql):
                     offset = stmt_offset
                     self.execute(statement)
+                    executed += 1
             elapsed = round((time.monotonic() - started) * 1000)
             offset = None
             self.execute("RESET ALL")
@@ -748,6 +797,7 @@ class Migrator:
             raise MigrationFailed(
                 m,
                 f"version {m.version} ({m.script}) failed {where} and {outcome}: {text}",
+                partial=not m.transaction and executed > 0,
             ) from e
         self.execute("RESET ALL")
         return elapsed
@@ -827,7 +877,12 @@ def main() -> None:
                     ms = migrator.apply(m)
                 except MigrationFailed as e:
                     result["pending"] = [x.summary() for x in remaining]
-                    result["changed"] = bool(result["applied"]) or plan.baseline is not None
+                    result["changed"] = (
+                        bool(result["applied"])
+                        or plan.baseline is not None
+                        or migrator.created_history
+                        or e.partial
+                    )
                     result["current_version"] = version_str(max(recorded)) if recorded else None
                     module.fail_json(msg=to_native(e), **result)
                 remaining.pop(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .conftest import Migrate, module_lock_key
@@ -12,6 +13,21 @@ V1 = "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL);\n"
 V2 = "INSERT INTO items (name) VALUES ('apple'), ('pear');\n"
 V3 = "ALTER TABLE items ADD COLUMN price numeric NOT NULL DEFAULT 0;\n"
 V4 = "CREATE TABLE orders (id serial PRIMARY KEY, item_id int REFERENCES items);\n"
+SEED_CAFE = "INSERT INTO items (name) VALUES ('café');\n"
+SAVEPOINT_AND_DO_BLOCK = """SAVEPOINT before_seed;
+INSERT INTO items (name) VALUES ('gone');
+ROLLBACK TO SAVEPOINT before_seed;
+RELEASE SAVEPOINT before_seed;
+DO $$
+BEGIN
+  INSERT INTO items (name) VALUES ('kept');
+END
+$$;
+"""
+HALF_APPLIED = """-- cachestack:no-transaction
+CREATE TABLE c1 (id int);
+INSERT INTO nowhere VALUES (1);
+"""
 
 
 def test_check_apply_check_apply(migrate: Migrate) -> None:
@@ -336,3 +352,85 @@ def test_malformed_file_name_is_named(migrate: Migrate) -> None:
     assert run.rc != 0
     assert "V2-seed.sql" in run.msg
     assert not migrate.exists("public.items")
+
+
+def test_a_transactional_file_with_its_own_commit_is_refused_before_any_change(
+    migrate: Migrate,
+) -> None:
+    migrate.write("V1__create_items.sql", V1)
+    # Run inside the module's transaction, its COMMIT would keep table y, and the failing
+    # INSERT after it would leave the file half applied and unrecorded.
+    migrate.write(
+        "V2__wrapped.sql",
+        "BEGIN;\nCREATE TABLE y (id int);\nCOMMIT;\nINSERT INTO y VALUES ('oops');\n",
+    )
+    run = migrate.run_module()
+    assert run.rc != 0
+    assert "V2__wrapped.sql line 1: BEGIN of its own" in run.msg
+    assert "-- cachestack:no-transaction" in run.msg
+    assert not run.changed
+    assert not migrate.exists("public.items")
+    assert not migrate.exists("public.y")
+    assert not migrate.exists("public.cachestack_schema_history")
+
+
+def test_savepoints_and_plpgsql_blocks_are_not_transaction_control(migrate: Migrate) -> None:
+    migrate.write("V1__blocks.sql", V1 + SAVEPOINT_AND_DO_BLOCK)
+    run = migrate.run_module()
+    assert run.rc == 0, run.msg
+    assert migrate.query("SELECT name FROM items") == [("kept",)]
+
+
+def test_a_file_with_a_byte_order_mark_runs(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", "\ufeff" + V1)
+    migrate.write("V2__index.sql", "\ufeff-- cachestack:no-transaction\n" + V2)
+    run = migrate.run_module()
+    assert run.rc == 0, run.msg
+    assert run.applied == ["1", "2"]
+    assert migrate.query("SELECT count(*) FROM items") == [(2,)]
+
+
+def test_text_keeps_its_encoding_in_a_latin1_database(migrate: Migrate) -> None:
+    latin1 = f"{migrate.db.name}_latin1"
+    migrate.query(
+        f"CREATE DATABASE {latin1} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    )
+    migrate.write("V1__create_items.sql", V1 + SEED_CAFE)
+    migrate.write("V2__more.sql", SEED_CAFE)
+    run = migrate.run_module(login_db=latin1)
+    assert run.rc == 0, run.msg
+    rows = migrate.db.server.execute("SELECT name FROM items ORDER BY id", dbname=latin1)
+    assert rows == [("café",), ("café",)]
+
+
+def test_a_statement_timeout_on_the_role_does_not_cut_the_lock_wait(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1)
+    migrate.query(
+        f"ALTER ROLE {migrate.db.user} IN DATABASE {migrate.db.name} SET statement_timeout = '1s'"
+    )
+    holder = migrate.db.connect()
+    try:
+        with holder.cursor() as cur:
+            cur.execute(
+                "SELECT pg_advisory_lock(%s)",
+                (module_lock_key("public", "cachestack_schema_history"),),
+            )
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(migrate.run_module, lock_timeout=60)
+            time.sleep(3)  # three times the role's statement_timeout
+            holder.close()
+            run = waiting.result(timeout=60)
+    finally:
+        holder.close()
+        migrate.query(f"ALTER ROLE {migrate.db.user} IN DATABASE {migrate.db.name} RESET ALL")
+    assert run.rc == 0, run.msg
+    assert migrate.history_versions() == ["1"]
+
+
+def test_a_failure_after_changes_reports_changed(migrate: Migrate) -> None:
+    migrate.write("V1__half.sql", HALF_APPLIED)
+    half = migrate.run_module()
+    assert half.rc != 0
+    assert half.changed, "table c1 and the history table were made"
+    assert migrate.exists("public.c1")
+    assert migrate.history_versions() == []
