@@ -105,3 +105,34 @@ def test_postgresql_stopped_serves_hit_and_miss_gets_503(
     assert response.headers["X-Cache"] == "MISS"
     assert client.get("/healthz/ready").status_code == 200
     assert slow_calls(pg) == 2
+
+
+def test_after_a_postgresql_restart_the_first_query_succeeds(postgresql_private_server):
+    """Every idle pooled connection dies with the server: the retry must not take another."""
+    from cachestack_app.config import PostgresConfig
+    from cachestack_app.db import ConnectionPool
+
+    pg = postgresql_private_server
+    pool = ConnectionPool(
+        PostgresConfig(
+            host=pg.host,
+            port=pg.port,
+            dbname=pg.dbname,
+            user=pg.user,
+            password=pg.password,
+            sslmode="disable",
+        )
+    )
+    # Three connections in use at once, then idle in the pool.
+    with (
+        pool.connection() as (first, _),
+        pool.connection() as (second, _),
+        pool.connection() as (third, _),
+    ):
+        assert len({id(first), id(second), id(third)}) == 3
+    pg.restart()
+    try:
+        assert pool.run("SELECT 1") == 1
+        assert pool.run("SELECT 2") == 2
+    finally:
+        pool.close()

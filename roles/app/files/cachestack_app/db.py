@@ -44,14 +44,14 @@ class ConnectionPool:
         return conn
 
     @contextmanager
-    def connection(self) -> Iterator[tuple[Any, bool]]:
+    def connection(self, fresh_only: bool = False) -> Iterator[tuple[Any, bool]]:
         """Yield (connection, fresh). On error the connection is closed, not returned."""
         if not self._slots.acquire(timeout=self._wait_timeout):
             raise DatabaseUnavailable("no free database connection in the pool")
         conn = None
         try:
             with self._lock:
-                while self._idle:
+                while self._idle and not fresh_only:
                     candidate = self._idle.pop()
                     if not candidate.closed:
                         conn = candidate
@@ -77,18 +77,20 @@ class ConnectionPool:
         """Run one query and return the first column of its first row.
 
         A failure on a reused connection (the server restarted since) is retried once on
-        a fresh connection. Raises DatabaseUnavailable on any database error.
+        a new connection, and the other idle ones, as old and likely as dead, are closed.
+        Raises DatabaseUnavailable on any database error.
         """
         for attempt in (1, 2):
             fresh = True
             try:
-                with self.connection() as (conn, fresh):
+                with self.connection(fresh_only=attempt == 2) as (conn, fresh):
                     with conn.cursor() as cur:
                         cur.execute(sql)
                         row = cur.fetchone()
                     return row[0] if row else None
             except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
                 if attempt == 1 and not fresh and _is_connection_lost(exc):
+                    self.close()
                     continue
                 raise DatabaseUnavailable(_describe(exc)) from None
             except psycopg2.Error as exc:
@@ -96,6 +98,7 @@ class ConnectionPool:
         raise DatabaseUnavailable("unreachable")  # pragma: no cover
 
     def close(self) -> None:
+        """Close the idle connections (those in use close when their error is seen)."""
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
