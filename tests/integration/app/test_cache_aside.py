@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -103,9 +104,21 @@ def test_head_has_headers_and_no_body(app_db, clean_redis, make_app):
     assert head.get_data() == b""
 
 
-def test_post_to_index_is_refused(app_db, clean_redis, make_app):
+def test_post_to_index_is_refused_and_counted(app_db, clean_redis, make_app):
     _app, client = make_app(ini(app_db, clean_redis))
+
+    def refused(method: str) -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        name = f'cachestack_http_requests_total{{method="{method}",route="/",status="405"}}'
+        found = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+    posts, others = refused("POST"), refused("other")
     assert client.post("/").status_code == 405
+    # A made-up method is counted, under "other" (no series per name a client sends).
+    assert client.open("/", method="BREW").status_code == 405
+    assert (refused("POST"), refused("other")) == (posts + 1, others + 1)
+    assert 'method="BREW"' not in client.get("/metrics").get_data(as_text=True)
     assert client.get("/nothing-here").status_code == 404
 
 

@@ -98,6 +98,37 @@ CASES = [
         },
         "app_cache_ttl",
     ),
+    (
+        "app",
+        {
+            "cachestack_db_host": "db",
+            "cachestack_cache_host": "cache",
+            "cachestack_db_password": SECRET,
+            "app_db_sslmode": "prefer",
+            "app_db_ca_file": str(ROOT / "README.md"),  # a file that exists
+        },
+        "app_db_ca_file is set but app_db_sslmode prefer",
+    ),
+    (
+        "app",
+        {
+            "cachestack_db_host": "db",
+            "cachestack_cache_host": "cache",
+            "cachestack_db_password": SECRET,
+            "app_db_statement_timeout": 0.0004,
+        },
+        "app_db_statement_timeout",
+    ),
+    (
+        "app",
+        {
+            "cachestack_db_host": "db",
+            "cachestack_cache_host": "cache",
+            "cachestack_db_password": SECRET,
+            "app_cache_ttl": 10**16,
+        },
+        "app_cache_ttl must be at most",
+    ),
     ("nginx", {"nginx_listen_port": "eighty"}, "nginx_listen_port"),
     ("nginx", {"nginx_listen_port": 70000}, "nginx_listen_port"),
     ("tls_ca", {"tls_ca_certificates": [{"name": "x"}]}, "subject_alt_names"),

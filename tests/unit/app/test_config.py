@@ -108,6 +108,18 @@ def test_secrets_are_not_in_repr():
             "[redis] username",
             "without a password",
         ),
+        # 0.0004 s would round to 0 ms, which turns PostgreSQL's timeout off.
+        (
+            MINIMAL.replace("db.example", "d\nstatement_timeout = 0.0004"),
+            "[postgresql] statement_timeout",
+            "between 0.001 and 2147483.647",
+        ),
+        (
+            MINIMAL.replace("db.example", "d\nstatement_timeout = 3000000"),
+            "[postgresql] statement_timeout",
+            "between 0.001 and 2147483.647",
+        ),
+        (MINIMAL + "[cache]\nttl = 10000000000000000\n", "[cache] ttl", "at most 2147483647"),
     ],
 )
 def test_bad_config_names_file_section_and_key(text, where, reason):
@@ -118,6 +130,19 @@ def test_bad_config_names_file_section_and_key(text, where, reason):
     assert where in message
     assert reason in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("sslmode", ["disable", "allow", "prefer"])
+def test_sslrootcert_needs_an_sslmode_that_verifies(tmp_path, sslmode):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    text = MINIMAL.replace("db.example", f"d\nsslmode = {sslmode}\nsslrootcert = {ca}")
+    refused = rf"\[postgresql\] sslrootcert: is set but sslmode {sslmode}"
+    with pytest.raises(ConfigError, match=refused):
+        parse_config(text, "app.ini")
+    for verifying in ("require", "verify-ca", "verify-full"):
+        config = parse_config(text.replace(f"sslmode = {sslmode}", f"sslmode = {verifying}"))
+        assert config.postgresql.sslrootcert == str(ca)
 
 
 def test_ssl_ca_certs_requires_ssl(tmp_path):

@@ -22,6 +22,9 @@ log = logging.getLogger("cachestack_app")
 
 # gunicorn's Arbiter.WORKER_BOOT_ERROR: the master halts instead of respawning workers.
 WORKER_BOOT_ERROR = 3
+# Methods counted by name; any other is counted as "other", so a client cannot add a
+# metrics series per made-up method.
+COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -81,10 +84,13 @@ class CachestackApp:
             method = environ.get("REQUEST_METHOD", "GET")
             if method in ("GET", "HEAD"):
                 return self.index(method, start_response)
+            start = time.perf_counter()
             start_response(
                 "405 Method Not Allowed",
                 [("Allow", "GET, HEAD"), ("Content-Type", "text/plain"), ("Content-Length", "0")],
             )
+            label = method if method in COUNTED_METHODS else "other"
+            self._count(label, "405", time.perf_counter() - start)
             return [b""]
         return self.flask_app.wsgi_app(environ, start_response)
 

@@ -148,6 +148,28 @@ def _positive_float(value: str) -> float:
     return number
 
 
+# PostgreSQL keeps statement_timeout in whole milliseconds in an int: 0 turns it off.
+STATEMENT_TIMEOUT_RANGE = (0.001, 2_147_483.647)
+# Redis takes the TTL in milliseconds; beyond this it refuses the SET (and every MISS
+# would then open the circuit breaker).
+MAX_TTL_SECONDS = 2**31 - 1
+
+
+def _statement_timeout(value: str) -> float:
+    number = _positive_float(value)
+    low, high = STATEMENT_TIMEOUT_RANGE
+    if not low <= number <= high:
+        raise ValueError(f"must be between {low} and {high} seconds, got {value!r}")
+    return number
+
+
+def _ttl(value: str) -> int:
+    number = _positive_int(value)
+    if number > MAX_TTL_SECONDS:
+        raise ValueError(f"must be at most {MAX_TTL_SECONDS} seconds, got {value!r}")
+    return number
+
+
 def _connect_timeout(value: str) -> int:
     number = _positive_int(value)
     if number < 2:  # libpq treats 1 as 2 and 0 as "wait for ever"
@@ -194,7 +216,7 @@ _SCHEMA: dict[str, dict[str, tuple[Parser, bool]]] = {
         "sslmode": (_sslmode, False),
         "sslrootcert": (_readable_file, False),
         "connect_timeout": (_connect_timeout, False),
-        "statement_timeout": (_positive_float, False),
+        "statement_timeout": (_statement_timeout, False),
     },
     "redis": {
         "host": (_str, True),
@@ -207,7 +229,7 @@ _SCHEMA: dict[str, dict[str, tuple[Parser, bool]]] = {
         "socket_timeout": (_positive_float, False),
     },
     "cache": {
-        "ttl": (_positive_int, False),
+        "ttl": (_ttl, False),
         "lock_timeout": (_positive_float, False),
     },
 }
@@ -255,6 +277,15 @@ def parse_config(text: str, path: str = "<string>") -> AppConfig:
     redis = RedisConfig(**_section(parser, path, "redis"))
     cache_values = _section(parser, path, "cache") if parser.has_section("cache") else {}
     cache = CacheConfig(**cache_values)
+    if postgresql.sslrootcert and postgresql.sslmode in ("disable", "allow", "prefer"):
+        # libpq reads the CA only to verify (require with a CA file verifies as verify-ca).
+        raise ConfigError(
+            path,
+            f"is set but sslmode {postgresql.sslmode} never verifies the server with it"
+            " (use require, verify-ca or verify-full)",
+            "postgresql",
+            "sslrootcert",
+        )
     if redis.ssl_ca_certs and not redis.ssl:
         raise ConfigError(path, "is set but ssl is false", "redis", "ssl_ca_certs")
     if redis.username and not redis.password:
