@@ -6,13 +6,16 @@ All traffic goes to 127.0.0.1:8080, the only port the sandbox publishes."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 from tests.e2e.sandbox import (
     CONTAINERS,
     PAGE_URL,
+    ROOT,
     PlaybookRun,
     ansible_playbook,
     container_id,
@@ -152,6 +155,33 @@ def test_drift_is_planned_by_check_diff_and_repaired_by_the_next_run(
     again = ansible_playbook("site.yml")
     assert again.returncode == 0, again.tail()
     assert again.changed_hosts() == {}, again.tail(200)
+
+
+def test_the_plan_lists_a_new_migration_and_applies_nothing(
+    first_deploy: PlaybookRun, tmp_path: Path
+) -> None:
+    # A new release's files: the app's migrations plus one the host has never seen.
+    source = tmp_path / "migrations"
+    shutil.copytree(ROOT / "roles" / "app" / "files" / "migrations", source)
+    (source / "V999__planned_only.sql").write_text("CREATE TABLE planned_only (id int);\n")
+    plan = ansible_playbook("site.yml", "--check", "--diff", "-e", f"app_migrations_src={source}")
+    assert plan.returncode == 0, plan.tail()
+    assert "pending: V999__planned_only.sql" in plan.output, plan.tail(120)
+    listed = in_container("cachestack-web", "ls", "/opt/cachestack/migrations").stdout.split()
+    assert "V999__planned_only.sql" not in listed
+    tables = in_container(
+        "cachestack-db",
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        "psql",
+        "-d",
+        "cachestack",
+        "-tAc",
+        "SELECT count(*) FROM pg_tables WHERE tablename = 'planned_only'",
+    )
+    assert tables.stdout.strip() == "0"
 
 
 def test_bad_input_stops_before_anything_changes(first_deploy: PlaybookRun) -> None:
