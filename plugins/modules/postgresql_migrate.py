@@ -670,6 +670,8 @@ class Migrator:
             "SELECT a.pid, a.application_name, a.client_addr::text, a.backend_start::text"
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            # Advisory locks are per database: the same key in another one is not ours.
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND l.classid::bigint = %s AND l.objid::bigint = %s",
             (unsigned >> 32, unsigned & 0xFFFFFFFF),
         )
@@ -753,6 +755,7 @@ class Migrator:
         offset = 0
         in_tx = False
         executed = 0
+        phase = "run"
         try:
             started = time.monotonic()
             if m.transaction:
@@ -770,6 +773,7 @@ class Migrator:
             self.execute("RESET ALL")
             self._insert(m.version, m.description, "SQL", m.script, m.checksum, elapsed)
             if in_tx:
+                phase = "commit"
                 self.execute("COMMIT")
                 in_tx = False
         except Exception as e:
@@ -777,7 +781,10 @@ class Migrator:
                 # The connection may be gone; the server then rolls back by itself.
                 with contextlib.suppress(Exception):
                     self.execute("ROLLBACK")
-            if offset is None:
+            if phase == "commit":
+                # Deferred constraints are checked at COMMIT, after the file's last line.
+                where = "at commit (a deferred constraint of the file's changes)"
+            elif offset is None:
                 where = f"while recording it in {self.table_name}"
             else:
                 position = getattr(getattr(e, "diag", None), "statement_position", None)

@@ -24,6 +24,12 @@ BEGIN
 END
 $$;
 """
+DEFERRED_ORDERS = """CREATE TABLE deferred_orders (
+  id int PRIMARY KEY,
+  item_id int REFERENCES items DEFERRABLE INITIALLY DEFERRED
+);
+"""
+ORPHAN_ORDER = "INSERT INTO deferred_orders VALUES (1, 42);\n"
 HALF_APPLIED = """-- cachestack:no-transaction
 CREATE TABLE c1 (id int);
 INSERT INTO nowhere VALUES (1);
@@ -434,3 +440,15 @@ def test_a_failure_after_changes_reports_changed(migrate: Migrate) -> None:
     assert half.changed, "table c1 and the history table were made"
     assert migrate.exists("public.c1")
     assert migrate.history_versions() == []
+
+
+def test_a_deferred_constraint_failing_at_commit_is_named_as_such(migrate: Migrate) -> None:
+    migrate.write("V1__create_items.sql", V1 + DEFERRED_ORDERS)
+    migrate.write("V2__orphan.sql", ORPHAN_ORDER)
+    run = migrate.run_module()
+    assert run.rc != 0
+    assert "version 2 (V2__orphan.sql) failed at commit (a deferred constraint" in run.msg
+    assert "was rolled back" in run.msg
+    assert "violates foreign key constraint" in run.msg
+    assert migrate.history_versions() == ["1"]
+    assert migrate.query("SELECT count(*) FROM deferred_orders") == [(0,)]
