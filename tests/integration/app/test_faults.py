@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import time
 
+from cachestack_app.cache import CACHE_KEY
+
 from tests.integration.app.conftest import SLOW_SECONDS, ini, install_slow_function, slow_calls
+from tests.integration.app.endpoint import Endpoint
+from tests.servers.redis import start_redis
 
 
 def _wait_for(client, outcome: str, timeout: float = 10) -> float:
@@ -136,3 +140,29 @@ def test_after_a_postgresql_restart_the_first_query_succeeds(postgresql_private_
         assert pool.run("SELECT 2") == 2
     finally:
         pool.close()
+
+
+def test_after_a_failover_the_cache_follows_the_endpoint(app_db, make_app):
+    """The old primary turns read-only; the endpoint now leads to the new one. A connection
+    kept open to the old node would fail every lock for good (BYPASS for ever)."""
+    old, new = start_redis(), start_redis()
+    endpoint = Endpoint(old.port)
+    try:
+        _app, client = make_app(ini(app_db, endpoint))
+        assert client.get("/").headers["X-Cache"] == "MISS"
+        assert client.get("/").headers["X-Cache"] == "HIT"
+
+        old.client().execute_command("REPLICAOF", "127.0.0.1", str(new.port))
+        endpoint.point_to(new.port)
+        # Demoted, the old node copies the new one's (empty) data set: the key is gone.
+        deadline = time.monotonic() + 10
+        while old.client().info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the old primary never became a replica"
+            time.sleep(0.05)
+        assert old.client().get(CACHE_KEY) is None
+        _wait_for(client, "HIT")
+        assert new.client().get(CACHE_KEY) is not None
+    finally:
+        endpoint.close()
+        old.destroy()
+        new.destroy()

@@ -160,9 +160,25 @@ class Cache:
             self.breaker.failure()
             if self.config.cluster:
                 self._drop_cluster_client()
+            else:
+                self._drop_thread_client()
             raise CacheUnavailable(f"{exc.__class__.__name__}: {exc}"[:200]) from None
         self.breaker.success()
         return result
+
+    def _drop_thread_client(self) -> None:
+        # redis-py keeps a connection after an error reply: after a failover it would stay
+        # on the old primary, now read-only (READONLY on every write), for good. The next
+        # command connects again, through the endpoint, to whichever node it leads to now.
+        client = getattr(self._thread, "client", None)
+        self._thread.client = None
+        if client is not None:
+            try:
+                if client.connection is not None:
+                    client.connection.disconnect()
+                client.close()  # gives the (now closed) connection back to the pool
+            except Exception:  # already broken
+                log.debug("closing a broken redis connection failed")
 
     def _drop_cluster_client(self) -> None:
         # A RedisCluster that lost every node keeps an empty topology: start afresh.
