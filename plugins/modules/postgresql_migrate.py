@@ -63,7 +63,9 @@ options:
     description:
       - Apply files up to and including this version, and stop there.
       - Later files are neither run nor reported as pending.
-      - Quote it in YAML when it has a dot and trailing zero (V("1.10")).
+      - Quote it in YAML unless it is plain digits. YAML reads V(1.10) as the number 1.1,
+        V(1_10) as 110 and V(010) as 8, before the module sees it; write V("1.10"),
+        V("1_10") or V("010").
     type: raw
   baseline_version:
     description:
@@ -71,6 +73,7 @@ options:
         version. When the history table is absent or empty, record a C(BASELINE) row for
         this version instead of running those files; the later files run as usual.
       - Has no effect once the history table holds a row.
+      - Quote it in YAML unless it is plain digits, as for O(target_version).
     type: raw
   on_checksum_mismatch:
     description:
