@@ -28,7 +28,7 @@ class Endpoint:
     def _accept(self) -> None:
         while True:
             try:
-                client, _ = self._listener.accept()
+                client, _address = self._listener.accept()
             except OSError:  # closed
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))

@@ -129,9 +129,9 @@ def test_after_a_postgresql_restart_the_first_query_succeeds(postgresql_private_
     )
     # Three connections in use at once, then idle in the pool.
     with (
-        pool.connection() as (first, _),
-        pool.connection() as (second, _),
-        pool.connection() as (third, _),
+        pool.connection() as (first, _fresh1),
+        pool.connection() as (second, _fresh2),
+        pool.connection() as (third, _fresh3),
     ):
         assert len({id(first), id(second), id(third)}) == 3
     pg.restart()
