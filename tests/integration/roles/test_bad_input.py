@@ -63,6 +63,17 @@ CASES = [
             "postgresql_server_db_password": SECRET,
             "postgresql_server_tls_cert_src": "/x.crt",
             "postgresql_server_tls_key_src": "/x.key",
+            # pg_hba.conf would refuse these, and a reload would keep the old rules quietly.
+            "postgresql_server_allowed_clients": ["10.0.1.300", "10.0.1.15:5432", "1:2"],
+        },
+        "['10.0.1.300', '10.0.1.15:5432', '1:2']",
+    ),
+    (
+        "postgresql_server",
+        {
+            "postgresql_server_db_password": SECRET,
+            "postgresql_server_tls_cert_src": "/x.crt",
+            "postgresql_server_tls_key_src": "/x.key",
             "postgresql_server_port": 99999,
         },
         "postgresql_server_port",
