@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -270,6 +272,44 @@ def test_a_change_from_a_run_that_failed_is_applied_by_the_next(first_deploy: Pl
         wait_for(ready, 60)
         # The entry cached with the short TTL goes, so later tests meet the usual one.
         redis_cli("6379", "DEL", CACHE_KEY)
+
+
+def post_status(size: int) -> int:
+    """Status of a POST of `size` bytes to the page: 413 when nginx refuses the body, 405
+    when it passed the body on to the app (which takes GET and HEAD only)."""
+    request = urllib.request.Request(PAGE_URL, data=b"x" * size, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_an_nginx_change_whose_reload_failed_is_applied_by_the_next_run(
+    first_deploy: PlaybookRun,
+) -> None:
+    """A new site lands, then the reload's check of the whole tree fails (Debian's default
+    site claims default_server too). Once that is fixed by hand, the next run finds the
+    site as it wants it, and must still reload nginx."""
+    bigger = ["-e", "nginx_client_max_body_size=3m", "-e", "nginx_remove_default_site=false"]
+    assert post_status(2_000_000) == 413  # the default 1m
+    default_site = "/etc/nginx/sites-enabled/default"
+    in_container("cachestack-web", "ln", "-s", "/etc/nginx/sites-available/default", default_site)
+    try:
+        failed = ansible_playbook("site.yml", *bigger)
+        in_container("cachestack-web", "rm", "-f", default_site)
+        assert failed.returncode != 0, failed.tail()
+        assert "nginx : Check the whole nginx configuration" in failed.output, failed.tail()
+        assert post_status(2_000_000) == 413  # not reloaded
+
+        rerun = ansible_playbook("site.yml", *bigger)
+        assert rerun.returncode == 0, rerun.tail()
+        assert post_status(2_000_000) == 405
+    finally:
+        in_container("cachestack-web", "rm", "-f", default_site)
+        back = ansible_playbook("site.yml")
+        assert back.returncode == 0, back.tail()
+    assert post_status(2_000_000) == 413
 
 
 def test_site_killed_mid_run_then_the_next_run_converges(first_deploy: PlaybookRun) -> None:
