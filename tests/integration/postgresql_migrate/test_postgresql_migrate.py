@@ -6,6 +6,7 @@ import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from .conftest import Migrate, module_lock_key
 
@@ -34,6 +35,17 @@ HALF_APPLIED = """-- cachestack:no-transaction
 CREATE TABLE c1 (id int);
 INSERT INTO nowhere VALUES (1);
 """
+
+
+def hold_the_migration_lock(migrate: Migrate) -> Any:
+    """A session of our own holding the module's advisory lock (close it to release)."""
+    holder = migrate.db.connect()
+    with holder.cursor() as cur:
+        cur.execute(
+            "SELECT pg_advisory_lock(%s)",
+            (module_lock_key("public", "cachestack_schema_history"),),
+        )
+    return holder
 
 
 def test_check_apply_check_apply(migrate: Migrate) -> None:
@@ -319,13 +331,9 @@ def test_target_version_and_custom_history_table(migrate: Migrate) -> None:
 
 def test_lock_held_elsewhere_times_out(migrate: Migrate) -> None:
     migrate.write("V1__create_items.sql", V1)
-    holder = migrate.db.connect()
+    holder = hold_the_migration_lock(migrate)
     try:
         with holder.cursor() as cur:
-            cur.execute(
-                "SELECT pg_advisory_lock(%s)",
-                (module_lock_key("public", "cachestack_schema_history"),),
-            )
             cur.execute("SELECT pg_backend_pid()")
             pid = cur.fetchone()[0]
         t0 = time.monotonic()
@@ -414,13 +422,8 @@ def test_a_statement_timeout_on_the_role_does_not_cut_the_lock_wait(migrate: Mig
     migrate.query(
         f"ALTER ROLE {migrate.db.user} IN DATABASE {migrate.db.name} SET statement_timeout = '1s'"
     )
-    holder = migrate.db.connect()
+    holder = hold_the_migration_lock(migrate)
     try:
-        with holder.cursor() as cur:
-            cur.execute(
-                "SELECT pg_advisory_lock(%s)",
-                (module_lock_key("public", "cachestack_schema_history"),),
-            )
         with ThreadPoolExecutor(1) as pool:
             waiting = pool.submit(migrate.run_module, lock_timeout=60)
             time.sleep(3)  # three times the role's statement_timeout
