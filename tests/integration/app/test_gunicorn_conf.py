@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import jinja2
+from ansible.plugins.filter.core import to_bool
 
 from tests.integration.app.conftest import APP_DIR, REPO, Gunicorn, get, ini, write_ini
 from tests.servers.postgresql import free_port
@@ -30,10 +31,12 @@ DEFAULTS = {
 
 
 def render(path: Path, **overrides: object) -> Path:
-    """Render with stand-ins for Ansible's ``comment`` and ``to_json`` filters."""
+    """Render with stand-ins for Ansible's ``comment`` and ``to_json`` filters, and its own
+    ``bool``."""
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True)  # noqa: S701
     env.filters["comment"] = lambda text: f"#\n# {text}\n#"
     env.filters["to_json"] = json.dumps
+    env.filters["bool"] = to_bool
     text = env.from_string(TEMPLATE.read_text()).render(
         ansible_managed="Ansible managed", **{**DEFAULTS, **overrides}
     )
