@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -159,3 +160,8 @@ def redis_cli(port: str, *command: str) -> str:
         *command,
         env={"REDISCLI_AUTH": secret("cache_auth_token")},
     ).stdout
+
+
+def psql_argv(sql: str) -> list[str]:
+    """psql as the superuser in the database container, on the app's database."""
+    return ["su", "postgres", "-c", f"psql -d cachestack -tAc {shlex.quote(sql)}"]

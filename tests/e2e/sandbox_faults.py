@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from tests.e2e.sandbox import (
     docker,
     get,
     in_container,
+    psql_argv,
     redis_cli,
     wait_for,
 )
@@ -228,11 +228,6 @@ def migration_lock_key() -> int:
     from ansible_collections.cachestack.aws.plugins.modules import postgresql_migrate
 
     return int(postgresql_migrate.lock_key("public", "cachestack_schema_history"))
-
-
-def psql_argv(sql: str) -> list[str]:
-    """psql as the superuser in the database container, on the app's database."""
-    return ["su", "postgres", "-c", f"psql -d cachestack -tAc {shlex.quote(sql)}"]
 
 
 def test_a_change_from_a_run_that_failed_is_applied_by_the_next(first_deploy: PlaybookRun) -> None:

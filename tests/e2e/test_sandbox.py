@@ -22,6 +22,7 @@ from tests.e2e.sandbox import (
     existing_containers,
     get,
     in_container,
+    psql_argv,
     redis_cli,
 )
 
@@ -169,18 +170,8 @@ def test_the_plan_lists_a_new_migration_and_applies_nothing(
     assert "pending: V999__planned_only.sql" in plan.output, plan.tail(120)
     listed = in_container("cachestack-web", "ls", "/opt/cachestack/migrations").stdout.split()
     assert "V999__planned_only.sql" not in listed
-    tables = in_container(
-        "cachestack-db",
-        "runuser",
-        "-u",
-        "postgres",
-        "--",
-        "psql",
-        "-d",
-        "cachestack",
-        "-tAc",
-        "SELECT count(*) FROM pg_tables WHERE tablename = 'planned_only'",
-    )
+    made = "SELECT count(*) FROM pg_tables WHERE tablename = 'planned_only'"
+    tables = in_container("cachestack-db", *psql_argv(made))
     assert tables.stdout.strip() == "0"
 
 
