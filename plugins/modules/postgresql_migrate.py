@@ -483,7 +483,7 @@ def split_statements(sql: str) -> list:
         if c == "'":
             prev = sql[i - 1] if i > 0 else ""
             before = sql[i - 2] if i > 1 else ""
-            backslash = prev != "" and prev in "eE" and not (before and _IDENT_CHAR.match(before))
+            backslash = prev in ("e", "E") and not (before and _IDENT_CHAR.match(before))
             i += 1
             while i < n:
                 if backslash and sql[i] == "\\":
