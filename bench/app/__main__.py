@@ -3,14 +3,13 @@
 One command, from the repository root::
 
     .venv/bin/python -m bench.app [--rounds 3] [--duration 6] [--slow-seconds 5]
-        [--worker-connections 8] [--reuse-port]
+        [--reuse-port] [--worker-connections N]
 
 Starts PostgreSQL and Redis on loopback (the test fixtures' helpers), then both apps under
-gunicorn with the same settings (``-w 2 -k gthread --threads 4``, and the app role's
-``--worker-connections 8``), drives them alternately with wrk on 127.0.0.1
-(``-t2 -c16 -d6s``, warm cache) and prints requests/s, p50 and p99 per round, the medians
-and their ratio, and the stampede figure: how many times PostgreSQL ran the slow query
-for 50 concurrent cold requests (counted inside PostgreSQL).
+gunicorn with the same settings (``-w 2 -k gthread --threads 4``), drives them alternately
+with wrk on 127.0.0.1 (``-t2 -c16 -d6s``, warm cache) and prints requests/s, p50 and p99
+per round, the medians and their ratio, and the stampede figure: how many times PostgreSQL
+ran the slow query for 50 concurrent cold requests (counted inside PostgreSQL).
 A third app, the floor (``bench/app/floor.py``: a static page, no Redis, no database),
 runs in the same rounds to show the best p99 gunicorn itself gives on this machine.
 Figures, not pass/fail.
@@ -41,8 +40,6 @@ from tests.servers.redis import start_redis
 REPO = Path(__file__).resolve().parents[2]
 APP_DIR = REPO / "roles" / "app" / "files"
 GUNICORN_ARGS = ["-w", "2", "-k", "gthread", "--threads", "4"]
-# The app role's gunicorn.conf.py default: twice the threads. All three apps get it.
-WORKER_CONNECTIONS = 8
 TARGET_RATIO = 1.3
 TARGET_P99_MS = 12.0
 FLOOR = "floor (static)"
@@ -94,11 +91,10 @@ class App:
 
 
 def gunicorn_args(args: argparse.Namespace) -> list[str]:
-    return (
-        GUNICORN_ARGS
-        + ["--worker-connections", str(args.worker_connections)]
-        + (["--reuse-port"] if args.reuse_port else [])
-    )
+    extra = ["--reuse-port"] if args.reuse_port else []
+    if args.worker_connections:
+        extra += ["--worker-connections", str(args.worker_connections)]
+    return GUNICORN_ARGS + extra
 
 
 def fetch(url: str, timeout: float = 60) -> int:
@@ -150,8 +146,7 @@ def worker_split(app: App) -> str:
     """How the gunicorn workers share the established connections to the app, e.g. '9/7'.
 
     Workers accept from one shared socket, so which one takes each of wrk's connections
-    is a race, up to each worker's --worker-connections; a worker holding most of them is
-    the usual cause of a high p99 here.
+    is a race; a worker holding most of them is the usual cause of a high p99 here.
     """
     assert app.process is not None
     master = app.process.pid
@@ -208,9 +203,8 @@ def main() -> None:
     parser.add_argument(
         "--worker-connections",
         type=int,
-        default=WORKER_CONNECTIONS,
-        help="gunicorn's --worker-connections for all three apps (default: %(default)s, the "
-        "app role's; gunicorn's own is 1000, which leaves the split to the accept race)",
+        help="gunicorn's --worker-connections for all three apps (its default is 1000): 8 "
+        "makes the split 8/8; unsafe behind nginx's upstream keepalive (bench/README.md)",
     )
     args = parser.parse_args()
     load_before = os.getloadavg()

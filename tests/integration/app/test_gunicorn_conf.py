@@ -4,9 +4,7 @@ the app, keeps query strings out of the access log and stops on a bad config."""
 from __future__ import annotations
 
 import json
-import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +20,6 @@ TEMPLATE = REPO / "roles" / "app" / "templates" / "gunicorn.conf.py.j2"
 DEFAULTS = {
     "app_gunicorn_workers": 0,
     "app_gunicorn_threads": 4,
-    "app_gunicorn_worker_connections": 0,
     "app_gunicorn_backlog": 2048,
     "app_gunicorn_timeout": 30,
     "app_gunicorn_graceful_timeout": 20,
@@ -140,53 +137,3 @@ def test_reload_serves_the_new_config(tmp_path, app_db, clean_redis):
         proc.terminate()
         out, _stderr = proc.communicate(timeout=30)
     assert "Handling signal: hup" in out, out
-
-
-def _held_per_worker(proc: subprocess.Popen[str], port: int) -> tuple[list[int], int]:
-    """Connections each worker has accepted, and how many wait in the listen queue."""
-    workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    established = subprocess.run(
-        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    owners = re.findall(r"pid=(\d+),", established)
-    listening = subprocess.run(
-        ["ss", "-Hltn", f"( sport = :{port} )"], capture_output=True, text=True, check=True
-    ).stdout
-    return sorted(owners.count(w) for w in workers), int(listening.split()[1])
-
-
-def test_a_worker_at_its_connection_limit_leaves_new_connections_to_the_others(
-    tmp_path, app_db, clean_redis
-):
-    # Two workers of two threads: each holds at most four connections (twice its threads),
-    # so nine clients give 4/4 whichever worker wins the accept race, and the ninth waits
-    # in the listen queue, not refused, until a connection closes.
-    port = free_port()
-    conf = render(
-        tmp_path / "gunicorn.conf.py",
-        app_gunicorn_bind=f"127.0.0.1:{port}",
-        app_gunicorn_workers=2,
-        app_gunicorn_threads=2,
-        app_gunicorn_keepalive=60,  # idle clients stay connected for the whole test
-    )
-    proc = _run(conf, write_ini(tmp_path, ini(app_db, clean_redis)), tmp_path)
-    clients: list[socket.socket] = []
-    try:
-        _wait_live(proc, port)
-        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(9)]
-        deadline = time.monotonic() + 10
-        while (held := _held_per_worker(proc, port)) != ([4, 4], 1):
-            assert time.monotonic() < deadline, f"per worker, and waiting: {held}"
-            time.sleep(0.1)
-        clients.pop(0).close()
-        clients[-1].sendall(b"GET /healthz/live HTTP/1.1\r\nHost: test\r\n\r\n")
-        assert clients[-1].recv(64).startswith(b"HTTP/1.1 200 ")
-    finally:
-        for client in clients:
-            client.close()
-        proc.terminate()
-        out, _stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out

@@ -140,16 +140,6 @@ CASES = [
         },
         "app_cache_ttl must be at most",
     ),
-    (
-        "app",
-        {
-            "cachestack_db_host": "db",
-            "cachestack_cache_host": "cache",
-            "cachestack_db_password": SECRET,
-            "app_gunicorn_worker_connections": 4,
-        },
-        "app_gunicorn_worker_connections must be 0 (twice the threads) or more than",
-    ),
     ("nginx", {"nginx_listen_port": "eighty"}, "nginx_listen_port"),
     ("nginx", {"nginx_listen_port": 70000}, "nginx_listen_port"),
     ("tls_ca", {"tls_ca_certificates": [{"name": "x"}]}, "subject_alt_names"),
