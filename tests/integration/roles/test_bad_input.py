@@ -28,6 +28,15 @@ CASES = [
     ("network", {"network_db_port": "five"}, "network_db_port"),
     ("database", {"database_allocated_storage": "lots"}, "database_allocated_storage"),
     ("database", {"database_storage_type": "floppy"}, "database_storage_type"),
+    (
+        "database",
+        {
+            "database_master_password": SECRET,
+            "database_subnet_ids": ["subnet-a", "subnet-b"],
+            "database_allocated_storage": "10",  # a string, as -e key=value gives it
+        },
+        "database_allocated_storage is at least 20",
+    ),
     ("cache", {"cache_replicas_per_node_group": "one"}, "cache_replicas_per_node_group"),
     ("cache", {"cache_engine": "memcached"}, "cache_engine"),
     ("web_instance", {"web_instance_volume_size": "big"}, "web_instance_volume_size"),
@@ -147,7 +156,9 @@ CASES = [
 RECAP = re.compile(r"localhost\s+: ok=\d+\s+changed=(\d+)")
 
 
-def run_role(tmp_path: Path, role: str, variables: dict) -> subprocess.CompletedProcess:
+def run_role(
+    tmp_path: Path, role: str, variables: dict, *options: str, tasks_from: str = "main"
+) -> subprocess.CompletedProcess:
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps(variables))
     extra.chmod(0o600)
@@ -155,6 +166,7 @@ def run_role(tmp_path: Path, role: str, variables: dict) -> subprocess.Completed
     playbook.write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
         f"    - ansible.builtin.include_role:\n        name: cachestack.aws.{role}\n"
+        f"        tasks_from: {tasks_from}\n"
     )
     env = {
         **os.environ,
@@ -175,6 +187,7 @@ def run_role(tmp_path: Path, role: str, variables: dict) -> subprocess.Completed
             f"ansible_python_interpreter={sys.executable}",
             "-e",
             f"@{extra}",
+            *options,
             str(playbook),
         ],
         cwd=ROOT,
@@ -198,4 +211,48 @@ def test_bad_input_is_refused_by_name_before_any_change(
     assert named in output, output[-3000:]
     changed = RECAP.search(output)
     assert changed and changed[1] == "0", output[-3000:]
+    assert SECRET not in output
+
+
+# Numbers as -e key=value gives them: strings. The checks must read them as numbers, not
+# stop on comparing a string with an int. (--check: no certificate files or subnets.)
+STRING_NUMBERS = [
+    ("cache", {"cache_auth_token": SECRET, "cache_replicas_per_node_group": "2"}),
+    ("postgresql_server", {"postgresql_server_port": "5433"}),
+    (
+        "redis_server",
+        {
+            "redis_server_shards": "2",
+            "redis_server_replicas_per_shard": "1",
+            "redis_server_port": "7000",
+            "redis_server_maxmemory_mb": "64",
+        },
+    ),
+    ("web_instance", {"web_instance_metadata_hop_limit": "3"}),
+]
+REQUIRED = {
+    "postgresql_server": {
+        "postgresql_server_db_password": SECRET,
+        "postgresql_server_tls_cert_src": "/x.crt",
+        "postgresql_server_tls_key_src": "/x.key",
+        "postgresql_server_allowed_clients": ["10.0.1.0/24"],
+    },
+    "redis_server": {
+        "redis_server_auth_token": SECRET,
+        "redis_server_tls_cert_src": "/x.crt",
+        "redis_server_tls_key_src": "/x.key",
+        "redis_server_tls_ca_src": "/ca.crt",
+    },
+}
+
+
+@pytest.mark.parametrize(("role", "variables"), STRING_NUMBERS, ids=[c[0] for c in STRING_NUMBERS])
+def test_numbers_given_as_strings_pass_the_checks(
+    tmp_path: Path, role: str, variables: dict
+) -> None:
+    result = run_role(
+        tmp_path, role, {**REQUIRED.get(role, {}), **variables}, "--check", tasks_from="preflight"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
     assert SECRET not in output
