@@ -6,6 +6,7 @@ All traffic goes to 127.0.0.1:8080, the only port the sandbox publishes."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 import threading
@@ -16,6 +17,7 @@ from tests.e2e.sandbox import (
     CONTAINERS,
     PAGE_URL,
     ROOT,
+    SECRETS_DIR,
     PlaybookRun,
     ansible_playbook,
     container_id,
@@ -24,6 +26,7 @@ from tests.e2e.sandbox import (
     in_container,
     psql_argv,
     redis_cli,
+    wait_for,
 )
 
 NGINX_SITE = "/etc/nginx/sites-available/cachestack"
@@ -173,6 +176,44 @@ def test_the_plan_lists_a_new_migration_and_applies_nothing(
     made = "SELECT count(*) FROM pg_tables WHERE tablename = 'planned_only'"
     tables = in_container("cachestack-db", *psql_argv(made))
     assert tables.stdout.strip() == "0"
+
+
+def redis_ping(token: str) -> str:
+    """PING on the first Redis node with this token: PONG, or the error it gets."""
+    ping = ("redis-cli", "--tls", "--cacert", "/etc/redis/tls/ca.crt", "-p", "6379", "PING")
+    answer = in_container("cachestack-cache", *ping, check=False, env={"REDISCLI_AUTH": token})
+    return (answer.stdout + answer.stderr).strip()
+
+
+def test_a_new_cache_token_is_planned_then_applied(first_deploy: PlaybookRun) -> None:
+    # Rotating the sandbox's Redis token: a new value in its file on the controller. The
+    # plan must show the change, not fail talking to nodes that still have the old one.
+    token_file = SECRETS_DIR / "cache_auth_token"
+    old_token = token_file.read_text().strip()
+    new_token = secrets.token_hex(24)
+    token_file.write_text(new_token)
+    try:
+        plan = ansible_playbook("site.yml", "--check", "--diff")
+        assert plan.returncode == 0, plan.tail()
+        assert redis_ping(old_token) == "PONG", "the plan changed the nodes' token"
+        # The database and cache plays run at once, so their task lines interleave.
+        assert plan.recap()["cachestack-cache"]["changed"] > 0, plan.tail()
+        assert "RUNNING HANDLER [cachestack.aws.redis_server : Restart Redis nodes]" in plan.output
+        web = " | ".join(plan.changed_tasks("cachestack-web"))
+        assert "app : Write the app configuration" in web, web
+    except BaseException:
+        token_file.write_text(old_token)  # later tests need the token the nodes have
+        raise
+
+    run = ansible_playbook("site.yml")
+    assert run.returncode == 0, run.tail()
+    assert redis_ping(new_token) == "PONG"
+    assert "WRONGPASS" in redis_ping(old_token)
+    # The nodes restarted empty: the app caches again with the new token (MISS, then HIT).
+    wait_for(lambda: get(timeout=60).headers.get("X-Cache") == "HIT", 60)
+    for output in (plan.output, run.output):
+        assert new_token not in output
+        assert old_token not in output
 
 
 def test_bad_input_stops_before_anything_changes(first_deploy: PlaybookRun) -> None:
