@@ -18,6 +18,7 @@ import urllib.request
 import pytest
 
 from tests.e2e.sandbox import (
+    CACHE_KEY,
     CONTAINERS,
     PAGE_URL,
     ROOT,
@@ -31,8 +32,6 @@ from tests.e2e.sandbox import (
     redis_cli,
     wait_for,
 )
-
-CACHE_KEY = "cachestack:{slow_version}:v1"
 
 
 def redis_nodes() -> list[str]:

@@ -13,7 +13,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.sandbox import (
+    CACHE_KEY,
     CONTAINERS,
     PAGE_URL,
     ROOT,
@@ -185,35 +188,69 @@ def redis_ping(token: str) -> str:
     return (answer.stdout + answer.stderr).strip()
 
 
-def test_a_new_cache_token_is_planned_then_applied(first_deploy: PlaybookRun) -> None:
-    # Rotating the sandbox's Redis token: a new value in its file on the controller. The
-    # plan must show the change, not fail talking to nodes that still have the old one.
-    token_file = SECRETS_DIR / "cache_auth_token"
-    old_token = token_file.read_text().strip()
-    new_token = secrets.token_hex(24)
-    token_file.write_text(new_token)
+def db_login(password: str) -> str:
+    """A login from the web host as the app's database user: OK, or libpq's error."""
+    connect = (
+        "import psycopg2; psycopg2.connect('host=cachestack-db dbname=cachestack "
+        "user=cachestack sslmode=require connect_timeout=5').close(); print('OK')"
+    )
+    python = "/opt/cachestack/venv/bin/python"
+    answer = in_container(
+        "cachestack-web", python, "-c", connect, check=False, env={"PGPASSWORD": password}
+    )
+    return (answer.stdout + answer.stderr).strip()
+
+
+# (secret file, the host that takes it, a login with it, its answers: accepted, refused)
+ROTATIONS = [
+    ("cache_auth_token", "cachestack-cache", redis_ping, "PONG", "WRONGPASS"),
+    ("db_password", "cachestack-db", db_login, "OK", "password authentication failed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "host", "login", "accepted", "refused"), ROTATIONS, ids=[r[0] for r in ROTATIONS]
+)
+def test_a_new_secret_is_planned_then_applied(
+    first_deploy: PlaybookRun, name: str, host: str, login, accepted: str, refused: str
+) -> None:
+    # Rotating a sandbox secret: a new value in its file on the controller. The plan must
+    # show the change, not fail talking to a server that still has the old one.
+    secret_file = SECRETS_DIR / name
+    old = secret_file.read_text().strip()
+    new = secrets.token_hex(24)
+    secret_file.write_text(new)
     try:
         plan = ansible_playbook("site.yml", "--check", "--diff")
         assert plan.returncode == 0, plan.tail()
-        assert redis_ping(old_token) == "PONG", "the plan changed the nodes' token"
+        assert login(old) == accepted, "the plan changed the secret"
         # The database and cache plays run at once, so their task lines interleave.
-        assert plan.recap()["cachestack-cache"]["changed"] > 0, plan.tail()
-        assert "RUNNING HANDLER [cachestack.aws.redis_server : Restart Redis nodes]" in plan.output
+        assert plan.recap()[host]["changed"] > 0, plan.tail()
         web = " | ".join(plan.changed_tasks("cachestack-web"))
         assert "app : Write the app configuration" in web, web
     except BaseException:
-        token_file.write_text(old_token)  # later tests need the token the nodes have
+        secret_file.write_text(old)  # later tests need the secret the servers have
         raise
 
     run = ansible_playbook("site.yml")
     assert run.returncode == 0, run.tail()
-    assert redis_ping(new_token) == "PONG"
-    assert "WRONGPASS" in redis_ping(old_token)
-    # The nodes restarted empty: the app caches again with the new token (MISS, then HIT).
+    assert login(new) == accepted
+    assert refused in login(old)
+    # The page needs both: a MISS queries PostgreSQL, then a HIT comes from Redis.
+    redis_cli("6379", "DEL", CACHE_KEY)
     wait_for(lambda: get(timeout=60).headers.get("X-Cache") == "HIT", 60)
     for output in (plan.output, run.output):
-        assert new_token not in output
-        assert old_token not in output
+        assert new not in output
+        assert old not in output
+
+
+def test_a_new_database_port_is_planned_and_nothing_changes(first_deploy: PlaybookRun) -> None:
+    # The plan must read the server on the port it runs on, not fail on the new one.
+    plan = ansible_playbook("site.yml", "--check", "--diff", "-e", "postgresql_server_port=5433")
+    assert plan.returncode == 0, plan.tail()
+    assert "-port = 5432" in plan.output and "+port = 5433" in plan.output, plan.tail(200)
+    assert in_container("cachestack-db", *psql_argv("SHOW port")).stdout.strip() == "5432"
+    assert get().status == 200
 
 
 def test_bad_input_stops_before_anything_changes(first_deploy: PlaybookRun) -> None:
