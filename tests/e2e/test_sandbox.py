@@ -253,6 +253,25 @@ def test_a_new_database_port_is_planned_and_nothing_changes(first_deploy: Playbo
     assert get().status == 200
 
 
+def test_a_site_nginx_refuses_fails_the_plan_as_it_fails_the_run(first_deploy: PlaybookRun) -> None:
+    # Well-formed, but nginx refuses it: busy buffers must stay below all proxy_buffers
+    # (8 8k) minus one. Only nginx -t knows; the plan must say so too, not show a clean diff.
+    refused = ("-e", "nginx_proxy_busy_buffers_size=128k")
+    site_before = in_container("cachestack-web", "cat", NGINX_SITE).stdout
+    plan = ansible_playbook("site.yml", "--check", "--diff", *refused)
+    assert plan.returncode != 0, plan.tail()
+    assert '"proxy_busy_buffers_size" must be less than' in plan.output, plan.tail()
+    run = ansible_playbook("site.yml", *refused)
+    assert run.returncode != 0, run.tail()
+    assert '"proxy_busy_buffers_size" must be less than' in run.output, run.tail()
+    assert in_container("cachestack-web", "cat", NGINX_SITE).stdout == site_before
+    assert (
+        in_container("cachestack-web", "sh", "-c", "ls /tmp/*.nginx-site", check=False).returncode
+        != 0
+    )
+    assert get().status == 200
+
+
 def test_bad_input_stops_before_anything_changes(first_deploy: PlaybookRun) -> None:
     bad_port = ansible_playbook("site.yml", "-e", "sandbox_published_port=not-a-port")
     assert bad_port.returncode != 0
