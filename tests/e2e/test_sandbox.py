@@ -6,6 +6,7 @@ All traffic goes to 127.0.0.1:8080, the only port the sandbox publishes."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import socket
@@ -270,6 +271,33 @@ def test_a_site_nginx_refuses_fails_the_plan_as_it_fails_the_run(first_deploy: P
         != 0
     )
     assert get().status == 200
+
+
+def redis_run_ids() -> list[str]:
+    """Each Redis node's run_id: a new one means the node restarted."""
+    ports = ("6379", "6380")
+    return [re.search(r"run_id:(\w+)", redis_cli(p, "INFO", "server"))[1] for p in ports]
+
+
+def test_a_new_redis_memory_limit_is_set_live_and_the_cache_keeps_its_data(
+    first_deploy: PlaybookRun,
+) -> None:
+    wait_for(lambda: get(timeout=60).headers.get("X-Cache") == "HIT", 60)
+    before = redis_run_ids()
+    try:
+        run = ansible_playbook("site.yml", "-e", "redis_server_maxmemory_mb=200")
+        assert run.returncode == 0, run.tail()
+        for port in ("6379", "6380"):
+            assert redis_cli(port, "CONFIG", "GET", "maxmemory").split() == [
+                "maxmemory",
+                str(200 * 1048576),
+            ]
+        assert redis_run_ids() == before, "a node restarted (and lost the cache)"
+        assert get().headers["X-Cache"] == "HIT"
+    finally:
+        back = ansible_playbook("site.yml")
+    assert back.returncode == 0, back.tail()
+    assert redis_cli("6379", "CONFIG", "GET", "maxmemory").split()[1] == str(256 * 1048576)
 
 
 def test_bad_input_stops_before_anything_changes(first_deploy: PlaybookRun) -> None:
