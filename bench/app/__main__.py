@@ -3,10 +3,11 @@
 One command, from the repository root::
 
     .venv/bin/python -m bench.app [--rounds 3] [--duration 6] [--slow-seconds 5]
-        [--reuse-port] [--worker-connections N]
+        [--worker-class gthread]
 
 Starts PostgreSQL and Redis on loopback (the test fixtures' helpers), then both apps under
-gunicorn with the same settings (``-w 2 -k gthread --threads 4``), drives them alternately
+gunicorn with the same settings (``-w 2 -k gthread --threads 4``, with the app role's
+gthread worker class, ``gthread_fair.ThreadWorker``, unless told), drives them alternately
 with wrk on 127.0.0.1 (``-t2 -c16 -d6s``, warm cache) and prints requests/s, p50 and p99
 per round, the medians and their ratio, and the stampede figure: how many times PostgreSQL
 ran the slow query for 50 concurrent cold requests (counted inside PostgreSQL).
@@ -39,7 +40,7 @@ from tests.servers.redis import start_redis
 
 REPO = Path(__file__).resolve().parents[2]
 APP_DIR = REPO / "roles" / "app" / "files"
-GUNICORN_ARGS = ["-w", "2", "-k", "gthread", "--threads", "4"]
+WORKER_CLASS = "gthread_fair.ThreadWorker"  # the app role's; importable from APP_DIR
 TARGET_RATIO = 1.3
 TARGET_P99_MS = 12.0
 FLOOR = "floor (static)"
@@ -76,7 +77,7 @@ class App:
                     "warning",
                 ],
                 cwd=self.cwd,
-                env={**os.environ, **self.env},
+                env={**os.environ, "PYTHONPATH": str(APP_DIR), **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -91,10 +92,7 @@ class App:
 
 
 def gunicorn_args(args: argparse.Namespace) -> list[str]:
-    extra = ["--reuse-port"] if args.reuse_port else []
-    if args.worker_connections:
-        extra += ["--worker-connections", str(args.worker_connections)]
-    return GUNICORN_ARGS + extra
+    return ["-w", "2", "-k", args.worker_class, "--threads", "4"]
 
 
 def fetch(url: str, timeout: float = 60) -> int:
@@ -195,16 +193,10 @@ def main() -> None:
         "--slow-seconds", type=float, default=5.0, help="pg_sleep in slow_version()"
     )
     parser.add_argument(
-        "--reuse-port",
-        action="store_true",
-        help="add gunicorn's --reuse-port for all three apps: each worker listens on its "
-        "own socket and the kernel spreads wrk's connections, instead of the accept race",
-    )
-    parser.add_argument(
-        "--worker-connections",
-        type=int,
-        help="gunicorn's --worker-connections for all three apps (its default is 1000): 8 "
-        "makes the split 8/8; unsafe behind nginx's upstream keepalive (bench/README.md)",
+        "--worker-class",
+        default=WORKER_CLASS,
+        help=f"gunicorn's -k for all three apps (default {WORKER_CLASS}, the app role's): "
+        "'gthread' shows gunicorn's own, whose workers race to accept wrk's connections",
     )
     args = parser.parse_args()
     load_before = os.getloadavg()

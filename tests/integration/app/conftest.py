@@ -166,7 +166,7 @@ class Gunicorn:
             "-w",
             str(self.workers),
             "-k",
-            "gthread",
+            "gthread_fair.ThreadWorker",
             "--threads",
             str(self.threads),
             "-b",

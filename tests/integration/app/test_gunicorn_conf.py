@@ -79,7 +79,7 @@ def test_template_serves_the_app(tmp_path, app_db, clean_redis):
         out, _stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert out.count("Booting worker") >= 2  # sized from the CPU count, at least two
-    assert "Using worker: gthread" in out
+    assert "Using worker: gthread_fair.ThreadWorker" in out
     access = [line for line in out.splitlines() if '"GET / HTTP/1.1" 200' in line]
     assert len(access) == 2 and access[-1].endswith('"HIT"')
     assert "sensitive" not in out
