@@ -114,7 +114,9 @@ def test_a_burst_of_new_connections_is_shared_between_workers(serve):
     # One thread each, so a worker takes two busy connections at most (twice its threads).
     server = serve(workers=2, threads=1)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        pids = list(pool.map(lambda _: server.pid_for(server.connect(), sleep=1.5), range(4)))
+        pids = list(
+            pool.map(lambda _request: server.pid_for(server.connect(), sleep=1.5), range(4))
+        )
     # gunicorn's own gthread often lets one worker take all four and answer them in turn.
     assert sorted(Counter(pids).values()) == [2, 2], pids
 
@@ -124,7 +126,7 @@ def test_idle_kept_alive_connections_do_not_stop_a_worker_accepting(serve):
     # worker_connections cap counts them, so a worker holding that many idle ones accepts
     # nothing new until they close; a busy-connection limit must not.
     server = serve(workers=1, threads=1)
-    idle = [server.connect() for _ in range(6)]
+    idle = [server.connect() for _connection in range(6)]
     for connection in idle:
         server.pid_for(connection)  # one request each, then the connection idles, kept alive
     fresh = server.connect()
@@ -139,6 +141,6 @@ def test_a_worker_at_its_limit_still_serves_its_connections(serve):
     kept = server.connect()
     pid = server.pid_for(kept)
     with ThreadPoolExecutor(max_workers=3) as pool:
-        busy = [pool.submit(server.pid_for, server.connect(), 1) for _ in range(3)]
+        busy = [pool.submit(server.pid_for, server.connect(), 1) for _request in range(3)]
         assert server.pid_for(kept) == pid
         assert [future.result() for future in busy] == [pid] * 3
