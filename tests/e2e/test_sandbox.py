@@ -355,6 +355,8 @@ from tests.e2e.sandbox_faults import (  # noqa: E402, F401
     test_the_web_host_on_a_new_address_still_reaches_postgresql,
     test_a_change_from_a_run_that_failed_is_applied_by_the_next,
     test_an_nginx_change_whose_reload_failed_is_applied_by_the_next_run,
+    test_repeated_stampedes_through_nginx_all_answer_in_time,
+    test_a_changed_worker_class_restarts_the_app,
     test_site_killed_mid_run_then_the_next_run_converges,
 )
 from tests.e2e.sandbox_security import (  # noqa: E402, F401
