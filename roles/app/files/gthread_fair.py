@@ -30,6 +30,14 @@ class ThreadWorker(gthread.ThreadWorker):
     def set_accept_enabled(self, enabled: bool) -> None:
         super().set_accept_enabled(enabled and self.busy_connections() < self.max_busy)
 
+    def is_parent_alive(self) -> bool:
+        # gunicorn's loop leaves without clearing ``alive`` when the master is gone; the
+        # check below would then accept again while the worker finishes its requests.
+        alive = super().is_parent_alive()
+        if not alive:
+            self.alive = False
+        return alive
+
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         # gunicorn's loop re-decides accepting only when its own cap is crossed; decide
         # again before every wait, as the busy count changes with every request.

@@ -3,6 +3,7 @@ are shared between workers, and idle kept-alive connections never stop a worker 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -134,13 +135,26 @@ def test_idle_kept_alive_connections_do_not_stop_a_worker_accepting(serve):
     assert server.pid_for(fresh) == server.pid_for(idle[0])
 
 
-def test_a_worker_at_its_limit_still_serves_its_connections(serve):
-    # Two busy connections fill the single worker; a third waits in the listen queue and is
-    # answered once one of them finishes, and the kept-alive ones are served meanwhile.
-    server = serve(workers=1, threads=1)
-    kept = server.connect()
-    pid = server.pid_for(kept)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        busy = [pool.submit(server.pid_for, server.connect(), 1) for _request in range(3)]
-        assert server.pid_for(kept) == pid
-        assert [future.result() for future in busy] == [pid] * 3
+def test_a_worker_whose_master_died_accepts_nothing_new(tmp_path):
+    # It finishes the request it holds and exits; new connections are not its to take.
+    server = Server(tmp_path / "orphan", workers=1, threads=2)
+    worker = int(next(server.ready.iterdir()).name)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            slow = pool.submit(server.pid_for, server.connect(), 3)
+            time.sleep(0.5)  # the slow request is running
+            server.process.kill()
+            server.process.wait()
+            time.sleep(1.5)  # the worker checks its parent after each wait of 1 s at most
+            fresh = server.connect()
+            fresh.timeout = 1.5
+            with pytest.raises(OSError):  # never accepted: a timeout, or a reset at exit
+                server.pid_for(fresh)
+            assert slow.result() == worker
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{worker}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{worker}"), "the orphaned worker did not exit"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
