@@ -38,6 +38,8 @@ from tests.servers.redis import (  # noqa: F401  # pylint: disable=unused-import
 
 REPO = Path(__file__).resolve().parents[3]
 APP_DIR = REPO / "roles" / "app" / "files"
+# The virtualenv's gunicorn, the one the tests' Python imports.
+GUNICORN = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
 if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))
 
@@ -159,9 +161,8 @@ class Gunicorn:
         }
 
     def command(self) -> list[str]:
-        gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
         return [
-            gunicorn,
+            GUNICORN,
             "cachestack_app:create_app()",
             "-w",
             str(self.workers),

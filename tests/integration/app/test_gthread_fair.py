@@ -6,10 +6,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.app.conftest import APP_DIR
+from tests.integration.app.conftest import APP_DIR, GUNICORN
 from tests.servers.postgresql import free_port
 
 # A WSGI app answering with its worker's pid, after ?sleep=SECONDS.
@@ -50,10 +48,9 @@ class Server:
         (workdir / "pid_app.py").write_text(TEST_APP)
         config = workdir / "gunicorn_test.conf.py"
         config.write_text(textwrap.dedent(CONFIG.format(ready=str(self.ready))))
-        gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
         self.process = subprocess.Popen(
             [
-                gunicorn,
+                GUNICORN,
                 "pid_app:app",
                 "-c",
                 str(config),

@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 from ansible.plugins.filter.core import to_bool
 
-from tests.integration.app.conftest import APP_DIR, REPO, Gunicorn, get, ini, write_ini
+from tests.integration.app.conftest import APP_DIR, GUNICORN, REPO, Gunicorn, get, ini, write_ini
 from tests.servers.postgresql import free_port
 
 TEMPLATE = REPO / "roles" / "app" / "templates" / "gunicorn.conf.py.j2"
@@ -47,9 +47,8 @@ def render(path: Path, **overrides: object) -> Path:
 
 def _run(conf: Path, config_path: Path, workdir: Path) -> subprocess.Popen[str]:
     env = Gunicorn(config_path, workdir).env()
-    gunicorn = Path(Gunicorn(config_path, workdir).command()[0])
     return subprocess.Popen(
-        [str(gunicorn), "-c", str(conf), "cachestack_app:create_app()"],
+        [GUNICORN, "-c", str(conf), "cachestack_app:create_app()"],
         cwd=APP_DIR,
         env=env,
         stdout=subprocess.PIPE,
