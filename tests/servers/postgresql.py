@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -197,6 +198,25 @@ class PostgresServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def _pids(self) -> list[int]:
+        """The postmaster and its children (backends and background processes)."""
+        postmaster = int((self.datadir / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self) -> None:
+        """SIGSTOP every server process: the kernel still accepts connections and
+        acknowledges what clients send, but nothing answers (a hung server)."""
+        for pid in self._pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        for pid in self._pids():
+            os.kill(pid, signal.SIGCONT)
 
     def is_running(self) -> bool:
         proc = subprocess.run(

@@ -227,8 +227,9 @@ def get(url: str, method: str = "GET", timeout: float = 30) -> Response:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Any:
+def make_app(tmp_path: Path) -> Iterator[Any]:
     """Build the app in-process for an INI text; returns (app, werkzeug test client)."""
+    import psycopg2.extensions
     from cachestack_app import create_app
     from werkzeug.test import Client
 
@@ -237,7 +238,10 @@ def make_app(tmp_path: Path) -> Any:
         app.cache.breaker.cooldown = breaker_cooldown
         return app, Client(app)
 
-    return factory
+    yield factory
+    # The app installs psycopg2's (process-wide) wait callback: leave other tests as
+    # they found psycopg2.
+    psycopg2.extensions.set_wait_callback(None)
 
 
 @pytest.fixture

@@ -1,9 +1,12 @@
-"""Degrading instead of failing: Redis killed or frozen, PostgreSQL stopped."""
+"""Degrading instead of failing: Redis killed or frozen, PostgreSQL stopped or frozen."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import psycopg2.extensions
+import pytest
 from cachestack_app.cache import CACHE_KEY
 
 from tests.integration.app.conftest import SLOW_SECONDS, ini, install_slow_function, slow_calls
@@ -109,6 +112,80 @@ def test_postgresql_stopped_serves_hit_and_miss_gets_503(
     assert response.headers["X-Cache"] == "MISS"
     assert client.get("/healthz/ready").status_code == 200
     assert slow_calls(pg) == 2
+
+
+def _timed_get(client, path: str) -> tuple[Any, float]:
+    start = time.monotonic()
+    response = client.get(path)
+    return response, time.monotonic() - start
+
+
+def test_postgresql_frozen_answers_within_the_timeouts(
+    postgresql_private_server, redis_private_server, make_app
+):
+    """A hung server (or a network dropping packets) answers nothing, not even an error:
+    the page and the readiness probe give up on their own clocks instead of waiting for
+    ever, and the app recovers when the server does."""
+    pg = postgresql_private_server
+    install_slow_function(pg)
+    text = ini(pg, redis_private_server, postgresql={"connect_timeout": 2, "statement_timeout": 1})
+    _app, client = make_app(text)
+    assert client.get("/").headers["X-Cache"] == "MISS"  # a pooled connection stays open
+    pg.freeze()
+    try:
+        hit, took = _timed_get(client, "/")
+        assert hit.status_code == 200 and hit.headers["X-Cache"] == "HIT", took
+
+        ready, took = _timed_get(client, "/healthz/ready")  # within connect_timeout
+        assert ready.status_code == 503 and ready.json["postgresql"] == "unavailable"
+        assert 1.8 < took < 3.5, took
+
+        redis_private_server.client().flushall()
+        # The idle connection was dropped by the probe's timeout: this one connects.
+        miss, took = _timed_get(client, "/")
+        assert miss.status_code == 503 and miss.headers["X-Cache"] == "MISS"
+        assert "Service unavailable" in miss.get_data(as_text=True)
+        assert 1.8 < took < 3.5, took
+    finally:
+        pg.thaw()
+    assert client.get("/").headers["X-Cache"] == "MISS"
+    assert client.get("/healthz/ready").status_code == 200
+
+
+def test_a_query_on_a_frozen_server_times_out_after_statement_timeout(
+    postgresql_private_server,
+):
+    """An open connection whose server stops answering mid-query: statement_timeout
+    cannot fire, so the client's deadline (statement_timeout plus a grace) does."""
+    from cachestack_app.config import PostgresConfig
+    from cachestack_app.db import QUERY_GRACE_SECONDS, Database, DatabaseUnavailable
+
+    pg = postgresql_private_server
+    install_slow_function(pg)
+    db = Database(
+        PostgresConfig(
+            host=pg.host,
+            port=pg.port,
+            dbname=pg.dbname,
+            user=pg.user,
+            password=pg.password,
+            sslmode="disable",
+            statement_timeout=1,
+        )
+    )
+    db.ping()
+    pg.freeze()
+    try:
+        start = time.monotonic()
+        with pytest.raises(DatabaseUnavailable, match="no answer from PostgreSQL within 3 s"):
+            db.slow_version()
+        took = time.monotonic() - start
+        assert 1 + QUERY_GRACE_SECONDS - 0.1 < took < 1 + QUERY_GRACE_SECONDS + 1, took
+    finally:
+        pg.thaw()
+        db.pool.close()
+    assert db.slow_version()[0].startswith("PostgreSQL 15")
+    psycopg2.extensions.set_wait_callback(None)  # installed by the pool, process-wide
 
 
 def test_after_a_postgresql_restart_the_first_query_succeeds(postgresql_private_server):
