@@ -27,6 +27,7 @@ when done. A missing binary raises :class:`PostgresServerError`: tests fail, nev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -207,16 +208,19 @@ class PostgresServer:
         ).stdout.split()
         return [postmaster, *map(int, children)]
 
+    def _signal_all(self, signum: int) -> None:
+        for pid in self._pids():
+            with contextlib.suppress(ProcessLookupError):  # a child that just ended
+                os.kill(pid, signum)
+
     def freeze(self) -> None:
         """SIGSTOP every server process: the kernel still accepts connections and
         acknowledges what clients send, but nothing answers (a hung server)."""
-        for pid in self._pids():
-            os.kill(pid, signal.SIGSTOP)
+        self._signal_all(signal.SIGSTOP)
 
     def thaw(self) -> None:
         """SIGCONT after :meth:`freeze`."""
-        for pid in self._pids():
-            os.kill(pid, signal.SIGCONT)
+        self._signal_all(signal.SIGCONT)
 
     def is_running(self) -> bool:
         proc = subprocess.run(
@@ -282,6 +286,8 @@ class PostgresServer:
         """Stop the server (if running) and remove its directory."""
         try:
             if self.datadir.exists() and self.is_running():
+                with contextlib.suppress(OSError, ValueError):  # a test that froze it
+                    self.thaw()
                 self.stop("immediate")
         finally:
             shutil.rmtree(self.basedir, ignore_errors=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg2.extensions
 import pytest
 
 from tests.servers.postgresql import (  # noqa: F401  # pylint: disable=unused-import
@@ -226,10 +227,17 @@ def get(url: str, method: str = "GET", timeout: float = 30) -> Response:
     return Response(status, headers, body, time.perf_counter() - start)
 
 
+@pytest.fixture(autouse=True)
+def plain_psycopg2() -> Iterator[None]:
+    """The app's connection pool installs psycopg2's wait callback, process-wide: each
+    test leaves psycopg2 as it found it, for the servers' helpers and the next test."""
+    yield
+    psycopg2.extensions.set_wait_callback(None)
+
+
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Any]:
+def make_app(tmp_path: Path) -> Any:
     """Build the app in-process for an INI text; returns (app, werkzeug test client)."""
-    import psycopg2.extensions
     from cachestack_app import create_app
     from werkzeug.test import Client
 
@@ -238,10 +246,7 @@ def make_app(tmp_path: Path) -> Iterator[Any]:
         app.cache.breaker.cooldown = breaker_cooldown
         return app, Client(app)
 
-    yield factory
-    # The app installs psycopg2's (process-wide) wait callback: leave other tests as
-    # they found psycopg2.
-    psycopg2.extensions.set_wait_callback(None)
+    return factory
 
 
 @pytest.fixture

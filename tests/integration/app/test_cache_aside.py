@@ -223,6 +223,16 @@ def test_postgresql_verify_full_with_sslrootcert(postgresql_tls_server, clean_re
     )
     assert rows[0][0] >= 1  # the app's connection is encrypted
 
+    # By name: the app looks the address up itself (hostaddr), and libpq still checks the
+    # certificate against the name.
+    clean_redis.client().flushall()
+    by_name = ini(pg, clean_redis, postgresql=verified)
+    by_name = by_name.replace(f"host = {pg.host}", "host = localhost", 1)
+    _app, client = make_app(by_name)
+    response = client.get("/")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert "<strong>localhost</strong>" in response.get_data(as_text=True)
+
     # Without the CA, verify-full cannot verify the server: a miss answers 503.
     clean_redis.client().flushall()
     unverified = {"sslmode": "verify-full", "sslrootcert": None}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import psycopg2.extensions
 import pytest
 from cachestack_app.cache import CACHE_KEY
 
@@ -131,8 +130,8 @@ def test_postgresql_frozen_answers_within_the_timeouts(
     text = ini(pg, redis_private_server, postgresql={"connect_timeout": 2, "statement_timeout": 1})
     _app, client = make_app(text)
     assert client.get("/").headers["X-Cache"] == "MISS"  # a pooled connection stays open
-    pg.freeze()
     try:
+        pg.freeze()
         hit, took = _timed_get(client, "/")
         assert hit.status_code == 200 and hit.headers["X-Cache"] == "HIT", took
 
@@ -141,7 +140,8 @@ def test_postgresql_frozen_answers_within_the_timeouts(
         assert 1.8 < took < 3.5, took
 
         redis_private_server.client().flushall()
-        # The idle connection was dropped by the probe's timeout: this one connects.
+        # The probe's timeout dropped the idle connection: this one connects, and gives
+        # up after connect_timeout.
         miss, took = _timed_get(client, "/")
         assert miss.status_code == 503 and miss.headers["X-Cache"] == "MISS"
         assert "Service unavailable" in miss.get_data(as_text=True)
@@ -152,40 +152,61 @@ def test_postgresql_frozen_answers_within_the_timeouts(
     assert client.get("/healthz/ready").status_code == 200
 
 
-def test_a_query_on_a_frozen_server_times_out_after_statement_timeout(
+def test_a_host_name_that_does_not_resolve_gives_503_and_says_so(
+    app_db, clean_redis, make_app, capsys
+):
+    text = ini(app_db, clean_redis).replace(f"host = {app_db.host}", "host = db.invalid", 1)
+    _app, client = make_app(text)
+    miss = client.get("/")
+    assert miss.status_code == 503 and miss.headers["X-Cache"] == "MISS"
+    assert "database unavailable: cannot resolve db.invalid" in capsys.readouterr().err
+    assert client.get("/healthz/ready").status_code == 503
+
+
+def test_a_hung_server_costs_one_query_timeout_then_connect_timeouts(
     postgresql_private_server,
 ):
-    """An open connection whose server stops answering mid-query: statement_timeout
-    cannot fire, so the client's deadline (statement_timeout plus a grace) does."""
+    """A query on an open connection whose server stops answering: statement_timeout
+    cannot fire, so the client's deadline does (connect + statement timeouts + a grace).
+    The other idle connections lead to the same server: they are closed, so the next call
+    connects afresh and gives up after connect_timeout, instead of the whole timeout per
+    idle connection."""
     from cachestack_app.config import PostgresConfig
-    from cachestack_app.db import QUERY_GRACE_SECONDS, Database, DatabaseUnavailable
+    from cachestack_app.db import Database, DatabaseUnavailable, query_timeout
 
     pg = postgresql_private_server
     install_slow_function(pg)
-    db = Database(
-        PostgresConfig(
-            host=pg.host,
-            port=pg.port,
-            dbname=pg.dbname,
-            user=pg.user,
-            password=pg.password,
-            sslmode="disable",
-            statement_timeout=1,
-        )
+    config = PostgresConfig(
+        host=pg.host,
+        port=pg.port,
+        dbname=pg.dbname,
+        user=pg.user,
+        password=pg.password,
+        sslmode="disable",
+        connect_timeout=2,
+        statement_timeout=1,
     )
-    db.ping()
-    pg.freeze()
+    db = Database(config)
+    with db.pool.connection() as _first, db.pool.connection() as _second:
+        pass  # two idle connections
+    timeout = query_timeout(config)
     try:
+        pg.freeze()
         start = time.monotonic()
-        with pytest.raises(DatabaseUnavailable, match="no answer from PostgreSQL within 3 s"):
+        with pytest.raises(DatabaseUnavailable, match=rf"no answer .* within {timeout:g} s"):
             db.slow_version()
         took = time.monotonic() - start
-        assert 1 + QUERY_GRACE_SECONDS - 0.1 < took < 1 + QUERY_GRACE_SECONDS + 1, took
+        assert timeout - 0.1 < took < timeout + 1, took
+
+        start = time.monotonic()
+        with pytest.raises(DatabaseUnavailable, match=r"no answer .* within 2 s"):
+            db.slow_version()
+        took = time.monotonic() - start
+        assert 1.9 < took < 3, took
     finally:
         pg.thaw()
-        db.pool.close()
     assert db.slow_version()[0].startswith("PostgreSQL 15")
-    psycopg2.extensions.set_wait_callback(None)  # installed by the pool, process-wide
+    db.pool.close()
 
 
 def test_after_a_postgresql_restart_the_first_query_succeeds(postgresql_private_server):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from . import metrics
 from .cache import Cache, CacheUnavailable
 from .config import AppConfig
-from .db import Database, DatabaseUnavailable
+from .db import Database, DatabaseUnavailable, query_timeout
 from .page import html
 
 log = logging.getLogger("cachestack_app")
@@ -60,11 +60,8 @@ class PageService:
         self.cache = cache
         self.ttl_ms = config.cache.ttl * 1000
         self.lock_timeout = config.cache.lock_timeout
-        # The holder cannot take longer than connect + statement timeouts.
-        pg = config.postgresql
-        self.lock_ttl_ms = int(
-            max(self.lock_timeout, pg.statement_timeout + pg.connect_timeout + 1) * 1000
-        )
+        # The holder gives up on the query within query_timeout: the lock outlasts that.
+        self.lock_ttl_ms = int(max(self.lock_timeout, query_timeout(config.postgresql) + 1) * 1000)
         self._memo: tuple[bytes, str] = (b"", "")
 
     # -- helpers --------------------------------------------------------------------------
