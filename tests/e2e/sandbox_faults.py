@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
+import string
 import subprocess
 import sys
 import threading
@@ -24,6 +26,7 @@ from tests.e2e.sandbox import (
     CONTAINERS,
     PAGE_URL,
     ROOT,
+    SECRETS_DIR,
     VENV_BIN,
     PlaybookRun,
     ansible_playbook,
@@ -32,6 +35,7 @@ from tests.e2e.sandbox import (
     in_container,
     psql_argv,
     redis_cli,
+    secret,
     wait_for,
 )
 
@@ -352,11 +356,11 @@ def test_a_changed_worker_class_restarts_the_app(first_deploy: PlaybookRun) -> N
     assert page.headers["X-Cache"] == "HIT"
 
 
-def test_site_killed_mid_run_then_the_next_run_converges(first_deploy: PlaybookRun) -> None:
-    # A run with a config change, killed once the web host's tasks have begun.
+def kill_site_run(marker: str, *args: str, delay: float = 0) -> None:
+    """Run site.yml and kill it, whole, ``delay`` seconds after a line with ``marker``."""
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
     with subprocess.Popen(
-        [str(VENV_BIN / "ansible-playbook"), "site.yml", "-e", "app_cache_ttl=298"],
+        [str(VENV_BIN / "ansible-playbook"), "site.yml", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -365,10 +369,14 @@ def test_site_killed_mid_run_then_the_next_run_converges(first_deploy: PlaybookR
         start_new_session=True,
     ) as run:
         assert run.stdout is not None
+        seen = []
         for line in run.stdout:
-            if "cachestack.aws.app :" in line:
+            seen.append(line)
+            if marker in line:
                 break
-        time.sleep(2)
+        else:
+            raise AssertionError(f"the run ended before {marker!r}: {''.join(seen[-40:])}")
+        time.sleep(delay)
         # The whole run dies at once, as in a crash or a cancelled CI job: Ansible's
         # workers run in sessions of their own, so killing the process group alone
         # would leave them running (and, under Mitogen, waiting for ever).
@@ -388,8 +396,45 @@ def test_site_killed_mid_run_then_the_next_run_converges(first_deploy: PlaybookR
     left = [pid for pid in tree if (proc_stat(pid) or ["Z"])[0] != "Z"]
     assert not left, f"processes of the killed run still there: {left}"
 
+
+def test_site_killed_mid_run_then_the_next_run_converges(first_deploy: PlaybookRun) -> None:
+    # A run with a config change, killed once the web host's tasks have begun.
+    kill_site_run("cachestack.aws.app :", "-e", "app_cache_ttl=298", delay=2)
     converge = ansible_playbook("site.yml")
     assert converge.returncode == 0, converge.tail()
     wait_for(ready, 30)
+    again = ansible_playbook("site.yml")
+    assert again.changed_hosts() == {}, again.tail(200)
+
+
+def redis_ping(token: str) -> str:
+    """PING one cache node with a token: PONG, or the node's refusal."""
+    return in_container(
+        "cachestack-cache",
+        *("redis-cli", "--tls", "--cacert", "/etc/redis/tls/ca.crt", "-h", "127.0.0.1"),
+        *("-p", "6379", "PING"),
+        env={"REDISCLI_AUTH": token},
+    ).stdout.strip()
+
+
+def test_a_token_from_a_killed_run_reaches_the_nodes_on_the_next(
+    first_deploy: PlaybookRun,
+) -> None:
+    """A rotated token is written to the nodes' file, then the run dies before the handlers
+    restart the nodes. The next run finds the file as it wants it, and must still restart
+    them, or they would refuse the new token (the app's, and the role's own redis-cli)."""
+    token_file = SECRETS_DIR / "cache_auth_token"
+    old = secret("cache_auth_token")
+    new = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(48))
+    token_file.write_text(new)  # the sandbox reads its token here on every run
+    kill_site_run("cachestack.aws.redis_server : Start and enable every node")
+    assert redis_ping(old) == "PONG", "the killed run restarted the nodes after all"
+
+    converge = ansible_playbook("site.yml")
+    assert converge.returncode == 0, converge.tail()
+    assert redis_ping(new) == "PONG"
+    assert "PONG" not in redis_ping(old)
+    wait_for(ready, 60)
+    assert get(timeout=60).headers["X-Cache"] in ("HIT", "MISS")  # not BYPASS
     again = ansible_playbook("site.yml")
     assert again.changed_hosts() == {}, again.tail(200)

@@ -358,6 +358,7 @@ from tests.e2e.sandbox_faults import (  # noqa: E402, F401
     test_repeated_stampedes_through_nginx_all_answer_in_time,
     test_a_changed_worker_class_restarts_the_app,
     test_site_killed_mid_run_then_the_next_run_converges,
+    test_a_token_from_a_killed_run_reaches_the_nodes_on_the_next,
 )
 from tests.e2e.sandbox_security import (  # noqa: E402, F401
     test_app_unit_is_hardened,
