@@ -163,6 +163,21 @@ def test_a_host_name_that_does_not_resolve_gives_503_and_says_so(
     assert client.get("/healthz/ready").status_code == 503
 
 
+def postgres_config(pg: Any, **settings: Any) -> Any:
+    """The app's [postgresql] settings for a test server, without TLS."""
+    from cachestack_app.config import PostgresConfig
+
+    return PostgresConfig(
+        host=pg.host,
+        port=pg.port,
+        dbname=pg.dbname,
+        user=pg.user,
+        password=pg.password,
+        sslmode="disable",
+        **settings,
+    )
+
+
 def test_a_hung_server_costs_one_query_timeout_then_connect_timeouts(
     postgresql_private_server,
 ):
@@ -171,21 +186,11 @@ def test_a_hung_server_costs_one_query_timeout_then_connect_timeouts(
     The other idle connections lead to the same server: they are closed, so the next call
     connects afresh and gives up after connect_timeout, instead of the whole timeout per
     idle connection."""
-    from cachestack_app.config import PostgresConfig
     from cachestack_app.db import Database, DatabaseUnavailable, query_timeout
 
     pg = postgresql_private_server
     install_slow_function(pg)
-    config = PostgresConfig(
-        host=pg.host,
-        port=pg.port,
-        dbname=pg.dbname,
-        user=pg.user,
-        password=pg.password,
-        sslmode="disable",
-        connect_timeout=2,
-        statement_timeout=1,
-    )
+    config = postgres_config(pg, connect_timeout=2, statement_timeout=1)
     db = Database(config)
     with db.pool.connection() as _first, db.pool.connection() as _second:
         pass  # two idle connections
@@ -211,20 +216,10 @@ def test_a_hung_server_costs_one_query_timeout_then_connect_timeouts(
 
 def test_after_a_postgresql_restart_the_first_query_succeeds(postgresql_private_server):
     """Every idle pooled connection dies with the server: the retry must not take another."""
-    from cachestack_app.config import PostgresConfig
     from cachestack_app.db import ConnectionPool
 
     pg = postgresql_private_server
-    pool = ConnectionPool(
-        PostgresConfig(
-            host=pg.host,
-            port=pg.port,
-            dbname=pg.dbname,
-            user=pg.user,
-            password=pg.password,
-            sslmode="disable",
-        )
-    )
+    pool = ConnectionPool(postgres_config(pg))
     # Three connections in use at once, then idle in the pool.
     with (
         pool.connection() as (first, _fresh1),
