@@ -95,6 +95,44 @@ def test_the_lock_is_released_when_redis_fails_while_it_is_held(app_db, clean_re
     assert clean_redis.client().exists(LOCK_KEY) == 0
 
 
+def lock_timeouts(client) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    found = re.search(r"^cachestack_cache_lock_timeouts_total ([0-9.]+)$", text, re.M)
+    assert found, "the lock-timeouts counter is not exported"
+    return float(found.group(1))
+
+
+def test_a_waiter_answers_503_rather_than_query_beside_the_holder(app_db, clean_redis, make_app):
+    """Another request holds the lock past lock_timeout (a slow database): waiters give
+    up with a 503 instead of piling a second slow query onto that database."""
+    _app, client = make_app(ini(app_db, clean_redis) + "lock_timeout = 1\n")
+    before = lock_timeouts(client)
+    clean_redis.client().set(LOCK_KEY, "another-request", px=60_000)
+    start = time.monotonic()
+    page = client.get("/")
+    waited = time.monotonic() - start
+    assert page.status_code == 503
+    assert page.headers["Retry-After"] == "5"
+    assert "Service unavailable" in page.get_data(as_text=True)
+    assert 1 <= waited < 3
+    assert slow_calls(app_db) == 0
+    assert lock_timeouts(client) == before + 1
+    assert clean_redis.client().get(LOCK_KEY) == b"another-request"  # not ours to delete
+
+
+def test_a_waiter_takes_over_once_a_dead_holders_lock_expires(app_db, clean_redis, make_app):
+    """The holder died (its lock is left to expire): by default waiters outlast the lock,
+    so one of them runs the query then instead of answering 503."""
+    _app, client = make_app(ini(app_db, clean_redis))
+    clean_redis.client().set(LOCK_KEY, "a-dead-request", px=1_500)
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["X-Cache"] == "MISS"
+    assert float(page.headers["X-Cache-Lock-Wait"]) >= 1.4
+    assert slow_calls(app_db) == 1
+    assert clean_redis.client().exists(LOCK_KEY) == 0
+
+
 def test_head_has_headers_and_no_body(app_db, clean_redis, make_app):
     _app, client = make_app(ini(app_db, clean_redis))
     client.get("/")

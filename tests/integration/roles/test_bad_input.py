@@ -149,6 +149,27 @@ CASES = [
         },
         "app_cache_ttl must be at most",
     ),
+    (
+        "app",
+        {
+            "cachestack_db_host": "db",
+            "cachestack_cache_host": "cache",
+            "cachestack_db_password": SECRET,
+            "app_db_statement_timeout": 60,  # a cold page may wait 3 + 60 + 4 s for the lock
+            "app_gunicorn_timeout": 60,
+        },
+        "app_gunicorn_timeout must exceed the cache lock wait (67.0 s)",
+    ),
+    (
+        "app",
+        {
+            "cachestack_db_host": "db",
+            "cachestack_cache_host": "cache",
+            "cachestack_db_password": SECRET,
+            "app_cache_lock_timeout": -1,
+        },
+        "app_cache_lock_timeout 0 or more",
+    ),
     ("nginx", {"nginx_listen_port": "eighty"}, "nginx_listen_port"),
     ("nginx", {"nginx_listen_port": 70000}, "nginx_listen_port"),
     ("tls_ca", {"tls_ca_certificates": [{"name": "x"}]}, "subject_alt_names"),

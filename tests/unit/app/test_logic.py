@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from cachestack_app.cache import CACHE_KEY, LOCK_KEY, CircuitBreaker
 from cachestack_app.config import parse_config
 from cachestack_app.db import query_timeout
@@ -57,13 +58,26 @@ def test_ttl_jitter_stays_within_ten_percent():
     assert len(values) > 10
 
 
-def test_lock_outlasts_the_query():
-    service = PageService(CONFIG, db=None, cache=None)  # type: ignore[arg-type]
-    # The holder gives up on a hung database within query_timeout: the lock must not
-    # expire first, or a second request would run the query beside it.
-    assert service.lock_ttl_ms > query_timeout(CONFIG.postgresql) * 1000
-    assert query_timeout(CONFIG.postgresql) > CONFIG.postgresql.statement_timeout
-    assert service.lock_timeout > 5
+@pytest.mark.parametrize("statement_timeout", [0.5, 5, 30, 600])
+def test_waiters_outlast_the_lock_which_outlasts_the_query(statement_timeout):
+    config = parse_config(
+        f"[postgresql]\nhost = db\nstatement_timeout = {statement_timeout}\n[redis]\nhost = c\n"
+    )
+    service = PageService(config, db=None, cache=None)  # type: ignore[arg-type]
+    longest_query_ms = query_timeout(config.postgresql) * 1000
+    assert longest_query_ms > statement_timeout * 1000
+    # The holder gives up on a hung database within query_timeout: its lock must not
+    # expire first (a second request would run the query beside it), and by default the
+    # waiters must not give up before the lock expires (they would answer 503 needlessly).
+    assert service.lock_timeout * 1000 > service.lock_ttl_ms > longest_query_ms
+
+
+def test_explicit_lock_timeout_is_honoured_and_keeps_the_lock_ttl():
+    default = PageService(CONFIG, db=None, cache=None)  # type: ignore[arg-type]
+    config = parse_config("[postgresql]\nhost = db\n[redis]\nhost = c\n[cache]\nlock_timeout = 2\n")
+    service = PageService(config, db=None, cache=None)  # type: ignore[arg-type]
+    assert service.lock_timeout == 2
+    assert service.lock_ttl_ms == default.lock_ttl_ms
 
 
 def test_page_escapes_and_shows_everything():

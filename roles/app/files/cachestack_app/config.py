@@ -6,7 +6,8 @@ Sections and keys (booleans are written ``true``/``false``)::
                   connect_timeout, statement_timeout (seconds)
     [redis]       host (required), port, password, username, ssl, ssl_ca_certs, cluster,
                   socket_timeout (seconds)
-    [cache]       ttl (seconds), lock_timeout (seconds)
+    [cache]       ttl (seconds), lock_timeout (seconds; by default the slow query's
+                  own timeout and more, see PageService)
 
 Every problem raises :class:`ConfigError`, whose message names the file, the section and
 the key, so start-up can log one line and stop.
@@ -93,7 +94,8 @@ class RedisConfig:
 @dataclass(frozen=True)
 class CacheConfig:
     ttl: int = 300
-    lock_timeout: float = 15.0
+    # None: wait as long as the request computing the page may take (PageService).
+    lock_timeout: float | None = None
 
 
 @dataclass(frozen=True)

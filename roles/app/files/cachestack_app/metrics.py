@@ -27,6 +27,10 @@ SLOW_QUERIES = Counter("cachestack_slow_queries", "SELECT slow_version() queries
 LOCK_WAITS = Counter(
     "cachestack_cache_lock_waits", "Requests that waited for another to fill the cache."
 )
+LOCK_TIMEOUTS = Counter(
+    "cachestack_cache_lock_timeouts",
+    "Requests answered 503 after lock_timeout, another request still computing the page.",
+)
 DB_ERRORS = Counter("cachestack_db_errors", "Database errors (pages answered 503).")
 LATENCY = Histogram(
     "cachestack_http_request_duration_seconds",

@@ -20,7 +20,7 @@ UNAVAILABLE_PAGE = (
     b"<!doctype html>\n"
     b'<html lang="en">\n<head><meta charset="utf-8"><title>cachestack: unavailable</title>'
     b"</head>\n<body>\n<h1>Service unavailable</h1>\n"
-    b"<p>The database is not answering and the page is not cached. "
+    b"<p>The page is not cached and the database did not answer in time. "
     b"Please try again in a few seconds.</p>\n</body>\n</html>\n"
 )
 

@@ -50,7 +50,8 @@ class PageService:
 
     HIT: the value is in Redis. MISS: it was not when the request came; one request
     (holding a lock in Redis, so across workers and hosts) runs the query and fills the
-    cache while the others wait for it, up to ``lock_timeout``, and answer from the cache.
+    cache while the others wait for it, up to ``lock_timeout``, and answer from the cache
+    (or 503 if it is still running then: they never run the query beside it).
     BYPASS: Redis is down or the breaker is open; PostgreSQL answers directly.
     """
 
@@ -59,9 +60,11 @@ class PageService:
         self.db = db
         self.cache = cache
         self.ttl_ms = config.cache.ttl * 1000
-        self.lock_timeout = config.cache.lock_timeout
-        # The holder gives up on the query within query_timeout: the lock outlasts that.
-        self.lock_ttl_ms = int(max(self.lock_timeout, query_timeout(config.postgresql) + 1) * 1000)
+        # The holder gives up on the query within query_timeout: the lock outlasts that,
+        # and by default the waiters outlast the lock, so they never give up on a holder
+        # that is still running the query (and a dead holder's lock expires first).
+        self.lock_ttl_ms = int((query_timeout(config.postgresql) + 1) * 1000)
+        self.lock_timeout = config.cache.lock_timeout or self.lock_ttl_ms / 1000 + 1
         self._memo: tuple[bytes, str] = (b"", "")
 
     # -- helpers --------------------------------------------------------------------------
@@ -156,13 +159,13 @@ class PageService:
                 answered.lock_wait_seconds = time.monotonic() - wait_started
                 return answered
             if time.monotonic() > deadline:
-                # The holder is stuck or gone: answer rather than wait for ever.
-                log.warning(
-                    "waited %.1f s for the cache lock; querying directly", self.lock_timeout
-                )
+                # Another request is still running the query (or its lock has not expired):
+                # running it beside that one would pile onto a database already slow.
                 result.lock_wait_seconds = time.monotonic() - wait_started
-                result.version_html = html(self._query(result))
-                return result
+                metrics.LOCK_TIMEOUTS.inc()
+                reason = f"waited {self.lock_timeout:.1f} s for the cache lock"
+                log.warning("%s; another request still holds it", reason)
+                raise PageUnavailable(result.outcome, reason, result)
 
     def _compute(self, result: Result, token: str) -> Result:
         try:
