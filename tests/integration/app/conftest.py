@@ -4,6 +4,7 @@ in-process (werkzeug test client) or under gunicorn."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -66,6 +67,13 @@ def install_slow_function(db: PostgresDatabase | PostgresServer) -> None:
 def slow_calls(db: PostgresDatabase | PostgresServer) -> int:
     """How many times PostgreSQL ran slow_version() (counted inside the database)."""
     return int(db.execute("SELECT count(*) FROM slow_version_calls")[0][0])
+
+
+def metric(text: str, name: str) -> float:
+    """The value of one series in /metrics text (``name`` with its labels, if any)."""
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+    assert match, f"{name} not in /metrics"
+    return float(match.group(1))
 
 
 def ini(

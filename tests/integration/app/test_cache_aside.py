@@ -8,7 +8,13 @@ import time
 
 from cachestack_app.cache import LOCK_KEY, CacheUnavailable
 
-from tests.integration.app.conftest import SLOW_SECONDS, ini, install_slow_function, slow_calls
+from tests.integration.app.conftest import (
+    SLOW_SECONDS,
+    ini,
+    install_slow_function,
+    metric,
+    slow_calls,
+)
 
 
 def test_miss_then_hit(app_db, clean_redis, make_app):
@@ -97,9 +103,7 @@ def test_the_lock_is_released_when_redis_fails_while_it_is_held(app_db, clean_re
 
 def lock_timeouts(client) -> float:
     text = client.get("/metrics").get_data(as_text=True)
-    found = re.search(r"^cachestack_cache_lock_timeouts_total ([0-9.]+)$", text, re.M)
-    assert found, "the lock-timeouts counter is not exported"
-    return float(found.group(1))
+    return metric(text, "cachestack_cache_lock_timeouts_total")
 
 
 def test_a_waiter_answers_503_rather_than_query_beside_the_holder(app_db, clean_redis, make_app):

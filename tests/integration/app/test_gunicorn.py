@@ -3,20 +3,21 @@ and bad configuration stopping gunicorn with one clear line."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.app.conftest import APP_DIR, Gunicorn, get, ini, slow_calls, write_ini
-
-
-def _metric(text: str, name: str) -> float:
-    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
-    assert match, f"{name} not in /metrics"
-    return float(match.group(1))
+from tests.integration.app.conftest import (
+    APP_DIR,
+    Gunicorn,
+    get,
+    ini,
+    metric,
+    slow_calls,
+    write_ini,
+)
 
 
 def test_50_concurrent_cold_requests_run_the_slow_query_once(app_db, clean_redis, gunicorn_factory):
@@ -37,9 +38,9 @@ def test_50_concurrent_cold_requests_run_the_slow_query_once(app_db, clean_redis
     assert "MISS" in outcomes
 
     metrics = get(server.url + "/metrics").body
-    assert _metric(metrics, "cachestack_slow_queries_total") == 1
-    assert _metric(metrics, "cachestack_cache_misses_total") == outcomes.count("MISS")
-    assert _metric(metrics, "cachestack_cache_hits_total") == outcomes.count("HIT")
+    assert metric(metrics, "cachestack_slow_queries_total") == 1
+    assert metric(metrics, "cachestack_cache_misses_total") == outcomes.count("MISS")
+    assert metric(metrics, "cachestack_cache_hits_total") == outcomes.count("HIT")
 
 
 def test_metrics_add_up_across_workers(app_db, clean_redis, gunicorn_factory):
@@ -49,12 +50,11 @@ def test_metrics_add_up_across_workers(app_db, clean_redis, gunicorn_factory):
         responses = list(pool.map(lambda _: get(server.url + "/"), range(40)))
     assert [r.headers["X-Cache"] for r in responses] == ["HIT"] * 40
     metrics = get(server.url + "/metrics").body
-    assert _metric(metrics, "cachestack_cache_hits_total") == 40
-    assert _metric(metrics, "cachestack_cache_misses_total") == 1
-    assert _metric(metrics, 'cachestack_http_request_duration_seconds_count{route="/"}') == 41
+    assert metric(metrics, "cachestack_cache_hits_total") == 40
+    assert metric(metrics, "cachestack_cache_misses_total") == 1
+    assert metric(metrics, 'cachestack_http_request_duration_seconds_count{route="/"}') == 41
     assert (
-        _metric(metrics, 'cachestack_http_requests_total{method="GET",route="/",status="200"}')
-        == 41
+        metric(metrics, 'cachestack_http_requests_total{method="GET",route="/",status="200"}') == 41
     )
     # Two workers wrote metrics; /metrics summed them. The app loaded once, in the master.
     pids = {p.stem.rsplit("_", 1)[1] for p in (server.workdir / "metrics").glob("counter_*.db")}
