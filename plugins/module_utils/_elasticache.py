@@ -445,3 +445,53 @@ def endpoints(group: dict[str, Any] | None) -> dict[str, Any]:
         "reader_endpoint": reader,
         "endpoint": configuration or primary,
     }
+
+
+# Waiting. The API reference gives a replication group's Status as one of creating,
+# available, modifying, deleting, create-failed and snapshotting (botocore's own
+# ReplicationGroupAvailable waiter also knows `deleted`). Only `available` lets AWS take
+# ModifyReplicationGroup, the resize calls, DeleteReplicationGroup and the tag calls
+# (InvalidReplicationGroupState otherwise). botocore's waiter fails only on `deleted`, so a
+# group AWS could not create would be waited on until the timeout.
+
+# Statuses from which a group never becomes available by waiting, and what to do about it.
+NEVER_AVAILABLE = {
+    "create-failed": "AWS could not create it; delete it and run again",
+    "deleting": "it is being deleted and will not become available",
+    "deleted": "it has been deleted",
+}
+
+# What a wait can be for: "available" (to use the group), "deletable" (state=absent: the
+# group can be deleted, or needs no delete) and "gone" (deleted).
+WAIT_TARGETS = ("available", "deletable", "gone")
+
+
+def wait_outcome(target: str, group_id: str, group: dict[str, Any] | None) -> tuple[str, str]:
+    """Decide one poll of a wait: ("done" | "wait" | "fail", message when it fails).
+
+    `group` is the DescribeReplicationGroups entry, None when AWS no longer knows the id.
+    """
+    if target not in WAIT_TARGETS:
+        raise ValueError(f"unknown wait target {target!r}")
+    status = None if group is None else group.get("Status")
+    if target == "gone":
+        if group is None or status == "deleted":
+            return "done", ""
+        if status == "available":
+            # botocore's ReplicationGroupDeleted waiter fails on this too: nothing is
+            # deleting the group.
+            return "fail", f"{group_id} is available: AWS is not deleting it"
+        return "wait", ""
+    if target == "deletable":
+        # AWS deletes an available group; a create-failed group can only be deleted; a
+        # deleting or vanished group needs no delete.
+        if group is None or status in ("available", "create-failed", "deleting", "deleted"):
+            return "done", ""
+        return "wait", ""
+    if group is None:
+        return "fail", f"{group_id} does not exist any more"
+    if status == "available":
+        return "done", ""
+    if status in NEVER_AVAILABLE:
+        return "fail", f"{group_id} is {status}: {NEVER_AVAILABLE[status]}"
+    return "wait", ""

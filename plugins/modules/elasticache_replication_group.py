@@ -450,6 +450,7 @@ try:  # noqa: SIM105 - amazon.aws's idiom: AnsibleAWSModule reports a missing bo
 except ImportError:
     pass
 
+import time
 from typing import Any
 
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
@@ -462,7 +463,8 @@ from ansible_collections.amazon.aws.plugins.module_utils.tagging import (
 )
 from ansible_collections.cachestack.aws.plugins.module_utils import _elasticache as plan
 
-WAIT_DELAY = 15
+# Seconds between two DescribeReplicationGroups polls of a wait (the unit tests lower it).
+WAIT_DELAY: float = 15
 
 
 class ReplicationGroupManager:
@@ -477,6 +479,10 @@ class ReplicationGroupManager:
         self.actions: list[str] = []
         self.before: dict[str, Any] = {}
         self.after: dict[str, Any] = {}
+        # The group's tags as this run knows them, and whether they came from AWS: AWS lists
+        # tags only for an available group, otherwise they are the ones the task asked for.
+        self.tags: dict[str, str] | None = None
+        self.tags_read = False
 
     # Reading
 
@@ -517,22 +523,39 @@ class ReplicationGroupManager:
 
     # Waiting
 
-    def wait_for(self, waiter_name: str) -> None:
+    def wait_for(self, target: str) -> dict[str, Any] | None:
+        """Poll the group until it is `target` (see plan.wait_outcome); return the last read.
+
+        Our own loop rather than botocore's waiters: ReplicationGroupAvailable waits through
+        create-failed until the timeout. A status from which the group cannot get there
+        stops the wait at once with the reason.
+        """
         timeout = self.params["wait_timeout"]
-        try:
-            self.client.get_waiter(waiter_name).wait(
-                ReplicationGroupId=self.group_id,
-                WaiterConfig={
-                    "Delay": WAIT_DELAY,
-                    "MaxAttempts": max(1, int(timeout // WAIT_DELAY)),
-                },
-            )
-        except botocore.exceptions.WaiterError as e:
-            self.module.fail_json_aws(
-                e, msg=f"Timed out after {timeout}s waiting for {self.group_id} ({waiter_name})"
-            )
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-            self.module.fail_json_aws(e, msg=f"Failed waiting for {self.group_id}")
+        deadline = time.monotonic() + timeout
+        # Bounded twice: by the clock and by the number of polls the timeout allows.
+        polls = int(timeout // WAIT_DELAY) + 2 if WAIT_DELAY > 0 else 1000
+        group = None
+        for _poll in range(polls):
+            group = self.describe()
+            outcome, message = plan.wait_outcome(target, self.group_id, group)
+            if outcome == "done":
+                return group
+            if outcome == "fail":
+                self.module.fail_json(msg=message, actions=self.actions, changed=self.changed)
+            if time.monotonic() + WAIT_DELAY > deadline:
+                break
+            time.sleep(WAIT_DELAY)
+        status = (group or {}).get("Status")
+        self.module.fail_json(
+            msg=f"Timed out after {timeout}s waiting for {self.group_id} to be {target}: "
+            f"its status is still {status}",
+            actions=self.actions,
+            changed=self.changed,
+        )
+        return group  # not reached: fail_json exits
+
+    def wait_available(self) -> dict[str, Any]:
+        return self.wait_for("available") or {}
 
     # Acting
 
@@ -553,7 +576,8 @@ class ReplicationGroupManager:
         group = self.describe()
         if group is None:
             return self.create()
-        if group.get("Status") == "deleting":
+        status = group.get("Status")
+        if status in ("deleting", "deleted"):
             # The id is taken until AWS has finished deleting: wait for that, then create.
             if self.module.check_mode:
                 return self.create()
@@ -562,29 +586,43 @@ class ReplicationGroupManager:
                     msg=f"Replication group {self.group_id} is still being deleted: run again "
                     "once it is gone, or with wait=true to wait for that and create it"
                 )
-            self.wait_for("replication_group_deleted")
+            self.wait_for("gone")
             return self.create()
+        if status in plan.NEVER_AVAILABLE:
+            # create-failed: nothing but a delete helps, whatever the options or wait say.
+            self.module.fail_json(
+                msg=f"{self.group_id} is {status}: {plan.NEVER_AVAILABLE[status]}"
+            )
 
         steps = self.plan_steps(group)
-        if steps and not self.module.check_mode and group.get("Status") != "available":
-            # AWS refuses an operation while the group is creating or modifying, and sizes
-            # read mid-change mislead: plan again once the group has settled.
-            self.wait_for("replication_group_available")
-            group = self.describe() or group
+        if not self.module.check_mode and status != "available" and (steps or self.params["wait"]):
+            # AWS refuses every change (and the tag calls) until the group is available, and
+            # sizes read mid-change mislead: plan again from the settled group.
+            group = self.wait_available()
             steps = self.plan_steps(group)
+
+        # Tags first: after a change the group is modifying and AWS would refuse them.
+        if group.get("Status") == "available":
+            if self.params["tags"] is not None:
+                self.ensure_tags(group)
+        elif self.params["tags"] is not None:
+            # Only reached without waiting (wait=false, or check mode).
+            self.tags = {k: str(v) for k, v in self.params["tags"].items()}
+            self.module.warn(
+                f"The tags of {self.group_id} were not compared because the group is "
+                f"{group.get('Status')} (AWS lists and changes tags only for an available "
+                "group): run again with wait=true to compare them"
+            )
 
         for index, (operation, summary, request) in enumerate(steps):
             if index and not self.module.check_mode:
-                self.wait_for("replication_group_available")
+                self.wait_available()
             self.call(operation, summary, request)
-
-        if self.params["tags"] is not None:
-            self.ensure_tags(group)
 
         if self.module.check_mode:
             return group
         if self.params["wait"]:
-            self.wait_for("replication_group_available")
+            return self.wait_available()
         return self.describe() or group
 
     def plan_steps(self, group: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -661,6 +699,9 @@ class ReplicationGroupManager:
         after_tags.update({k: str(v) for k, v in to_set.items()})
         self.before["tags"] = current
         self.after["tags"] = after_tags
+        # Check mode returns the group as it is, so its tags as they are too.
+        self.tags = current if self.module.check_mode else after_tags
+        self.tags_read = True
 
     def create(self) -> dict[str, Any]:
         errors = plan.validate(self.params, None)
@@ -677,11 +718,13 @@ class ReplicationGroupManager:
         if self.params["tags"] is not None:
             after["tags"] = {k: str(v) for k, v in self.params["tags"].items()}
         self.after = after
+        # The group has exactly the tags sent with the create (none when none were asked).
+        self.tags = dict(after.get("tags") or {})
         self.call("CreateReplicationGroup", "CreateReplicationGroup", request)
         if self.module.check_mode:
             return {}
         if self.params["wait"]:
-            self.wait_for("replication_group_available")
+            return self.wait_available()
         return self.describe() or {}
 
     def ensure_absent(self) -> dict[str, Any]:
@@ -689,17 +732,26 @@ class ReplicationGroupManager:
         if group is None:
             return {}
         self.before = plan.diff_view(plan.current_state(group, None))
-        if group.get("Status") != "deleting":
+        if group.get("Status") not in ("deleting", "deleted"):
             request: dict[str, Any] = {"ReplicationGroupId": self.group_id}
             if self.params.get("final_snapshot_identifier"):
                 request["FinalSnapshotIdentifier"] = self.params["final_snapshot_identifier"]
-            if not self.module.check_mode and group.get("Status") != "available":
-                self.wait_for("replication_group_available")
+            if not self.module.check_mode and group.get("Status") not in (
+                "available",
+                "create-failed",
+            ):
+                # AWS refuses DeleteReplicationGroup (InvalidReplicationGroupState) while the
+                # group is creating, modifying or snapshotting: wait until it can be deleted,
+                # even with wait=false (which is about waiting for the delete to finish).
+                group = self.wait_for("deletable")
+            if group is None or group.get("Status") in ("deleting", "deleted"):
+                # Gone, or someone else deleted it while we waited.
+                return group or {}
             self.call("DeleteReplicationGroup", "DeleteReplicationGroup", request)
         if self.module.check_mode:
             return group
         if self.params["wait"]:
-            self.wait_for("replication_group_deleted")
+            self.wait_for("gone")
             return {}
         return self.describe() or {}
 
@@ -715,11 +767,17 @@ class ReplicationGroupManager:
             result["diff"] = {"before": self.before, "after": self.after}
         if not group:
             return result
-        member = self.describe_member(group) if group.get("Status") != "deleting" else None
+        status = group.get("Status")
+        member = self.describe_member(group) if status not in ("deleting", "deleted") else None
         state = plan.current_state(group, member)
-        tags = self.describe_tags(group) if group.get("ARN") else {}
+        if not self.tags_read and status == "available" and group.get("ARN"):
+            self.tags = self.describe_tags(group)
+            self.tags_read = True
         snake = camel_dict_to_snake_dict(group, ignore_list=["Tags"])
-        snake["tags"] = tags
+        if self.tags is not None:
+            snake["tags"] = self.tags
+            result["tags"] = self.tags
+        result["tags_read"] = self.tags_read
         result.update(
             {
                 "status": group.get("Status"),
@@ -733,7 +791,6 @@ class ReplicationGroupManager:
                 "transit_encryption_enabled": bool(group.get("TransitEncryptionEnabled")),
                 "auth_token_enabled": bool(group.get("AuthTokenEnabled")),
                 "at_rest_encryption_enabled": bool(group.get("AtRestEncryptionEnabled")),
-                "tags": tags,
                 "replication_group": snake,
             }
         )

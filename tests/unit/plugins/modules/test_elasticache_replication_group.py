@@ -54,10 +54,14 @@ class FakeModule:
         self.check_mode = check_mode
         self._diff = True
         self._client = client
+        self.warnings: list[str] = []
 
     def client(self, service: str, retry_decorator: Any = None) -> Any:
         assert service == "elasticache"
         return RetryingBotoClientWrapper(self._client, retry_decorator)
+
+    def warn(self, warning: str) -> None:
+        self.warnings.append(warning)
 
     def fail_json(self, msg: str, **kwargs: Any) -> None:
         raise ModuleFailed(msg)
@@ -701,8 +705,8 @@ def test_busy_group_is_planned_again_once_settled(
     busy = group_of([1], Status="modifying")
     settled = group_of([2])
     expect_read(stubber, busy, member_of(busy))
-    expect_available(stubber, settled)  # the waiter
-    expect_read(stubber, settled, member_of(settled))  # the second plan
+    # The waiter's read is the one planned from again (no gap for the group to change in).
+    expect_read(stubber, settled, member_of(settled))
     manager = run_present(client, stubber, settled, replicas_per_node_group=2)
     assert manager.changed is False
     assert manager.actions == []
@@ -736,8 +740,7 @@ def test_group_being_deleted_is_waited_for_then_created(
             "ClusterMode": "enabled",
         },
     )
-    expect_available(stubber, group_of([0]))  # the waiter after create
-    expect_available(stubber, group_of([0]))  # the closing describe
+    expect_available(stubber, group_of([0]))  # the waiter after create, also the result
     manager = erg.ReplicationGroupManager(
         FakeModule(client, cluster_mode="enabled", wait=True, wait_timeout=60)
     )
@@ -866,3 +869,440 @@ def test_kms_key_id_matches_its_arn_and_aliases_are_not_compared() -> None:
     assert plan.value_matches("kms_key_id", "1234abcd", arn)
     assert plan.value_matches("kms_key_id", "alias/cache", arn)
     assert not plan.value_matches("kms_key_id", "9999ffff", arn)
+
+
+# Waiting: our own loop over DescribeReplicationGroups, on a fake clock.
+
+
+class FakeClock:
+    """Stands in for the module's `time`: sleeping moves the clock, nothing really sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(erg, "time", fake)
+    monkeypatch.setattr(erg, "WAIT_DELAY", 15)
+    return fake
+
+
+def expect_statuses(stubber: Stubber, *statuses: str) -> None:
+    """DescribeReplicationGroups answers, one per status, in order."""
+    for status in statuses:
+        expect_available(stubber, group_of([1], Status=status))
+
+
+def test_wait_ends_at_once_when_available(stubbed: tuple[Any, Stubber], clock: FakeClock) -> None:
+    client, stubber = stubbed
+    expect_statuses(stubber, "available")
+    manager = erg.ReplicationGroupManager(FakeModule(client, wait_timeout=60))
+    assert manager.wait_available()["Status"] == "available"
+    assert clock.sleeps == []
+
+
+def test_wait_polls_until_available(stubbed: tuple[Any, Stubber], clock: FakeClock) -> None:
+    client, stubber = stubbed
+    expect_statuses(stubber, "creating", "creating", "available")
+    manager = erg.ReplicationGroupManager(FakeModule(client, wait_timeout=60))
+    assert manager.wait_available()["Status"] == "available"
+    assert clock.sleeps == [15, 15]
+
+
+def test_wait_stops_at_once_on_create_failed(
+    stubbed: tuple[Any, Stubber], clock: FakeClock
+) -> None:
+    client, stubber = stubbed
+    expect_statuses(stubber, "creating", "create-failed")
+    manager = erg.ReplicationGroupManager(FakeModule(client, wait_timeout=1800))
+    with pytest.raises(ModuleFailed) as failed:
+        manager.wait_available()
+    assert str(failed.value) == (
+        "cachestack is create-failed: AWS could not create it; delete it and run again"
+    )
+    # One sleep between the two polls; not the 1800 s botocore's waiter would take.
+    assert clock.sleeps == [15]
+
+
+def test_wait_times_out_with_the_last_status(
+    stubbed: tuple[Any, Stubber], clock: FakeClock
+) -> None:
+    client, stubber = stubbed
+    # Polls at 0, 15, 30, 45 and 60 s; a sixth would be past the 60 s timeout.
+    expect_statuses(stubber, "creating", "creating", "modifying", "modifying", "snapshotting")
+    manager = erg.ReplicationGroupManager(FakeModule(client, wait_timeout=60))
+    with pytest.raises(ModuleFailed) as failed:
+        manager.wait_available()
+    assert str(failed.value) == (
+        "Timed out after 60s waiting for cachestack to be available: "
+        "its status is still snapshotting"
+    )
+    assert sum(clock.sleeps) == 60
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        ("deleting", "cachestack is deleting: it is being deleted and will not become available"),
+        (None, "cachestack does not exist any more"),
+    ],
+)
+def test_wait_for_available_stops_when_it_cannot_be(
+    stubbed: tuple[Any, Stubber], clock: FakeClock, status: str | None, message: str
+) -> None:
+    client, stubber = stubbed
+    if status is None:
+        stubber.add_client_error(
+            "describe_replication_groups",
+            service_error_code="ReplicationGroupNotFoundFault",
+            http_status_code=404,
+        )
+    else:
+        expect_statuses(stubber, status)
+    manager = erg.ReplicationGroupManager(FakeModule(client, wait_timeout=60))
+    with pytest.raises(ModuleFailed, match=f"^{message}$"):
+        manager.wait_available()
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "outcome"),
+    [
+        ("available", "available", "done"),
+        ("available", "creating", "wait"),
+        ("available", "modifying", "wait"),
+        ("available", "snapshotting", "wait"),
+        ("available", "create-failed", "fail"),
+        ("available", "deleting", "fail"),
+        ("available", "deleted", "fail"),
+        ("available", None, "fail"),
+        ("deletable", "available", "done"),
+        ("deletable", "create-failed", "done"),
+        ("deletable", "deleting", "done"),
+        ("deletable", None, "done"),
+        ("deletable", "creating", "wait"),
+        ("deletable", "modifying", "wait"),
+        ("deletable", "snapshotting", "wait"),
+        ("gone", None, "done"),
+        ("gone", "deleted", "done"),
+        ("gone", "deleting", "wait"),
+        ("gone", "available", "fail"),
+    ],
+)
+def test_wait_outcome(target: str, status: str | None, outcome: str) -> None:
+    group = None if status is None else group_of([1], Status=status)
+    found, message = plan.wait_outcome(target, GROUP_ID, group)
+    assert found == outcome
+    assert bool(message) is (outcome == "fail")
+
+
+# Tags only on an available group (AWS refuses the tag calls otherwise)
+
+
+def expect_not_found(stubber: Stubber) -> None:
+    stubber.add_client_error(
+        "describe_replication_groups",
+        service_error_code="ReplicationGroupNotFoundFault",
+        http_status_code=404,
+        expected_params={"ReplicationGroupId": GROUP_ID},
+    )
+
+
+def expect_member(stubber: Stubber, group: dict[str, Any]) -> None:
+    stubber.add_response(
+        "describe_cache_clusters",
+        {"CacheClusters": [member_of(group)]},
+        {"CacheClusterId": group["MemberClusters"][0], "ShowCacheNodeInfo": False},
+    )
+
+
+def expect_create(stubber: Stubber, tags: dict[str, str]) -> None:
+    stubber.add_response(
+        "create_replication_group",
+        {"ReplicationGroup": group_of([1], Status="creating")},
+        {
+            "ReplicationGroupId": GROUP_ID,
+            "ReplicationGroupDescription": GROUP_ID,
+            "ClusterMode": "enabled",
+            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+        },
+    )
+
+
+def test_create_without_wait_returns_the_tags_asked_for(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    creating = group_of([1], Status="creating")
+    expect_not_found(stubber)
+    expect_create(stubber, {"Stack": "cachestack"})
+    expect_available(stubber, creating)  # the closing describe
+    expect_member(stubber, creating)  # result(); no ListTagsForResource is queued
+    module = FakeModule(client, cluster_mode="enabled", tags={"Stack": "cachestack"})
+    manager = erg.ReplicationGroupManager(module)
+    result = manager.result(manager.ensure_present())
+    assert result["status"] == "creating"
+    assert result["tags"] == {"Stack": "cachestack"}
+    assert result["replication_group"]["tags"] == {"Stack": "cachestack"}
+    assert result["tags_read"] is False
+    assert module.warnings == []  # the create itself set them
+
+
+def test_create_and_wait_reads_the_tags_once_available(
+    stubbed: tuple[Any, Stubber], clock: FakeClock
+) -> None:
+    client, stubber = stubbed
+    available = group_of([1])
+    expect_not_found(stubber)
+    expect_create(stubber, {"Stack": "cachestack"})
+    expect_statuses(stubber, "creating", "available")
+    expect_member(stubber, available)
+    stubber.add_response(
+        "list_tags_for_resource",
+        {"TagList": [{"Key": "Stack", "Value": "cachestack"}]},
+        {"ResourceName": ARN},
+    )
+    module = FakeModule(client, cluster_mode="enabled", tags={"Stack": "cachestack"}, wait=True)
+    manager = erg.ReplicationGroupManager(module)
+    result = manager.result(manager.ensure_present())
+    assert result["status"] == "available"
+    assert result["tags"] == {"Stack": "cachestack"}
+    assert result["tags_read"] is True
+
+
+def test_create_that_fails_stops_the_wait_with_the_reason(
+    stubbed: tuple[Any, Stubber], clock: FakeClock
+) -> None:
+    client, stubber = stubbed
+    expect_not_found(stubber)
+    expect_create(stubber, {"Stack": "cachestack"})
+    expect_statuses(stubber, "creating", "create-failed")
+    module = FakeModule(client, cluster_mode="enabled", tags={"Stack": "cachestack"}, wait=True)
+    with pytest.raises(ModuleFailed, match="cachestack is create-failed: AWS could not create"):
+        erg.ReplicationGroupManager(module).ensure_present()
+    assert clock.sleeps == [15]
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_present_on_a_create_failed_group_fails_at_once(
+    stubbed: tuple[Any, Stubber], clock: FakeClock, wait: bool
+) -> None:
+    client, stubber = stubbed
+    expect_statuses(stubber, "create-failed")
+    module = FakeModule(client, tags={"Stack": "cachestack"}, wait=wait)
+    with pytest.raises(ModuleFailed, match=r"^cachestack is create-failed: .*delete it and run"):
+        erg.ReplicationGroupManager(module).ensure_present()
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_tags_of_a_busy_group_without_wait_are_not_compared(
+    stubbed: tuple[Any, Stubber], check_mode: bool
+) -> None:
+    client, stubber = stubbed
+    creating = group_of([1], Status="creating")
+    expect_read(stubber, creating, member_of(creating))
+    if not check_mode:
+        expect_available(stubber, creating)  # the closing describe
+    expect_member(stubber, creating)  # result(); no tag call is queued
+    module = FakeModule(client, check_mode, tags={"Stack": "cachestack"}, purge_tags=True)
+    manager = erg.ReplicationGroupManager(module)
+    result = manager.result(manager.ensure_present())
+    assert result["changed"] is False
+    assert result["actions"] == []
+    assert result["tags"] == {"Stack": "cachestack"}
+    assert result["tags_read"] is False
+    assert "tags" not in result["diff"]["before"]
+    assert "tags" not in result["diff"]["after"]
+    assert module.warnings == [
+        "The tags of cachestack were not compared because the group is creating (AWS lists "
+        "and changes tags only for an available group): run again with wait=true to "
+        "compare them"
+    ]
+
+
+def test_busy_group_without_tags_asked_returns_no_tags(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    modifying = group_of([1], Status="modifying")
+    expect_read(stubber, modifying, member_of(modifying))
+    expect_available(stubber, modifying)
+    expect_member(stubber, modifying)
+    module = FakeModule(client)
+    manager = erg.ReplicationGroupManager(module)
+    result = manager.result(manager.ensure_present())
+    assert "tags" not in result
+    assert "tags" not in result["replication_group"]
+    assert result["tags_read"] is False
+    assert module.warnings == []
+
+
+def test_tags_of_a_busy_group_with_wait_are_compared_once_available(
+    stubbed: tuple[Any, Stubber], clock: FakeClock
+) -> None:
+    client, stubber = stubbed
+    creating = group_of([1], Status="creating")
+    available = group_of([1])
+    expect_read(stubber, creating, member_of(creating))
+    expect_statuses(stubber, "creating", "available")  # the waiter, before any tag call
+    expect_member(stubber, available)  # planned again from the settled group
+    stubber.add_response("list_tags_for_resource", {"TagList": []}, {"ResourceName": ARN})
+    stubber.add_response(
+        "add_tags_to_resource",
+        {"TagList": []},
+        {"ResourceName": ARN, "Tags": [{"Key": "Stack", "Value": "cachestack"}]},
+    )
+    expect_statuses(stubber, "available")  # wait=true at the end
+    expect_member(stubber, available)  # result(): the tags are known, not listed again
+    module = FakeModule(client, tags={"Stack": "cachestack"}, wait=True)
+    manager = erg.ReplicationGroupManager(module)
+    result = manager.result(manager.ensure_present())
+    assert result["actions"] == ["AddTagsToResource Stack"]
+    assert result["tags"] == {"Stack": "cachestack"}
+    assert result["tags_read"] is True
+    assert result["diff"]["before"]["tags"] == {}
+
+
+def test_tags_are_set_before_a_change_makes_the_group_busy(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group))
+    stubber.add_response(
+        "list_tags_for_resource",
+        {"TagList": [{"Key": "Stack", "Value": "old"}]},
+        {"ResourceName": ARN},
+    )
+    stubber.add_response(
+        "add_tags_to_resource",
+        {"TagList": []},
+        {"ResourceName": ARN, "Tags": [{"Key": "Stack", "Value": "cachestack"}]},
+    )
+    stubber.add_response(
+        "modify_replication_group",
+        {"ReplicationGroup": dict(group, Status="modifying")},
+        {"ReplicationGroupId": GROUP_ID, "SnapshotRetentionLimit": 5, "ApplyImmediately": False},
+    )
+    modifying = dict(group, Status="modifying")
+    expect_available(stubber, modifying)  # the closing describe (wait=false)
+    expect_member(stubber, modifying)  # result(): no ListTagsForResource on a modifying group
+    module = FakeModule(client, tags={"Stack": "cachestack"}, snapshot_retention_limit=5)
+    manager = erg.ReplicationGroupManager(module)
+    result = manager.result(manager.ensure_present())
+    assert result["actions"] == [
+        "AddTagsToResource Stack",
+        "ModifyReplicationGroup SnapshotRetentionLimit",
+    ]
+    assert result["status"] == "modifying"
+    assert result["tags"] == {"Stack": "cachestack"}
+    assert result["tags_read"] is True
+
+
+@pytest.mark.parametrize("status", ["creating", "modifying", "snapshotting"])
+def test_change_to_a_busy_group_waits_even_without_wait(
+    stubbed: tuple[Any, Stubber], clock: FakeClock, status: str
+) -> None:
+    client, stubber = stubbed
+    busy = group_of([1], Status=status)
+    available = group_of([1])
+    expect_read(stubber, busy, member_of(busy))
+    expect_statuses(stubber, status, "available")
+    expect_member(stubber, available)
+    stubber.add_response(
+        "modify_replication_group",
+        {"ReplicationGroup": dict(available, Status="modifying")},
+        {"ReplicationGroupId": GROUP_ID, "SnapshotRetentionLimit": 5, "ApplyImmediately": False},
+    )
+    manager = run_present(
+        client, stubber, dict(available, Status="modifying"), snapshot_retention_limit=5
+    )
+    assert manager.actions == ["ModifyReplicationGroup SnapshotRetentionLimit"]
+    assert clock.sleeps == [15]
+
+
+# Deleting a group that is not available
+
+
+@pytest.mark.parametrize("status", ["creating", "modifying", "snapshotting"])
+def test_delete_of_a_busy_group_waits_until_available(
+    stubbed: tuple[Any, Stubber], clock: FakeClock, status: str
+) -> None:
+    client, stubber = stubbed
+    expect_statuses(stubber, status)  # the first read
+    expect_statuses(stubber, status, "available")  # the wait before DeleteReplicationGroup
+    stubber.add_response(
+        "delete_replication_group",
+        {"ReplicationGroup": group_of([1], Status="deleting")},
+        {"ReplicationGroupId": GROUP_ID},
+    )
+    expect_statuses(stubber, "deleting")  # the closing describe (wait=false)
+    manager = erg.ReplicationGroupManager(FakeModule(client, state="absent"))
+    result = manager.result(manager.ensure_absent())  # no member or tag read when deleting
+    assert result["actions"] == ["DeleteReplicationGroup"]
+    assert result["status"] == "deleting"
+    assert "tags" not in result
+    assert result["tags_read"] is False
+    assert clock.sleeps == [15]
+
+
+def test_delete_of_a_create_failed_group_does_not_wait(
+    stubbed: tuple[Any, Stubber], clock: FakeClock
+) -> None:
+    client, stubber = stubbed
+    expect_statuses(stubber, "create-failed")
+    stubber.add_response(
+        "delete_replication_group",
+        {"ReplicationGroup": group_of([1], Status="deleting")},
+        {"ReplicationGroupId": GROUP_ID},
+    )
+    expect_statuses(stubber, "deleting")
+    manager = erg.ReplicationGroupManager(FakeModule(client, state="absent"))
+    assert manager.ensure_absent()["Status"] == "deleting"
+    assert manager.actions == ["DeleteReplicationGroup"]
+    assert clock.sleeps == []
+
+
+def test_delete_of_a_busy_group_someone_else_deletes(
+    stubbed: tuple[Any, Stubber], clock: FakeClock
+) -> None:
+    client, stubber = stubbed
+    expect_statuses(stubber, "modifying")
+    expect_statuses(stubber, "modifying", "deleting")
+    manager = erg.ReplicationGroupManager(FakeModule(client, state="absent"))
+    assert manager.ensure_absent()["Status"] == "deleting"
+    assert manager.actions == []
+    assert manager.changed is False
+
+
+def test_result_of_a_group_being_deleted_reads_no_tags(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    deleting = group_of([1], Status="deleting")
+    expect_available(stubber, deleting)
+    expect_available(stubber, deleting)
+    manager = erg.ReplicationGroupManager(FakeModule(client, state="absent"))
+    result = manager.result(manager.ensure_absent())  # nothing else queued
+    assert result["changed"] is False
+    assert result["status"] == "deleting"
+    assert "tags" not in result
+    assert result["tags_read"] is False
+
+
+def test_delete_and_wait_until_gone(stubbed: tuple[Any, Stubber], clock: FakeClock) -> None:
+    client, stubber = stubbed
+    expect_statuses(stubber, "available")
+    stubber.add_response(
+        "delete_replication_group",
+        {"ReplicationGroup": group_of([1], Status="deleting")},
+        {"ReplicationGroupId": GROUP_ID},
+    )
+    expect_statuses(stubber, "deleting", "deleting")
+    expect_not_found(stubber)
+    manager = erg.ReplicationGroupManager(FakeModule(client, state="absent", wait=True))
+    assert manager.ensure_absent() == {}
+    assert clock.sleeps == [15, 15]
