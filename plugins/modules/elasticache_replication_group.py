@@ -21,7 +21,17 @@ description:
     every other change goes through one C(ModifyReplicationGroup) call.
   - Several of these operations in one run are carried out one after the other, and the
     module waits for the group to be available between them (AWS refuses an operation on a
-    group that is still modifying), even with O(wait=false).
+    group that is still modifying), even with O(wait=false). For the same reason it waits
+    for an existing group that is creating, modifying or snapshotting to be available
+    before it changes or deletes it, even with O(wait=false).
+  - AWS lists and changes a group's tags only while the group is available. The module
+    compares and sets O(tags) on an available group only, before any other change (which
+    makes the group modifying). With O(wait=true) it first waits for a group that is not
+    available; with O(wait=false) it leaves the tags of such a group alone, warns, and
+    returns the tags it asked for (see RV(tags) and RV(tags_read)).
+  - A group AWS could not create (status C(create-failed)) cannot be used or changed. With
+    O(state=present) the module fails at once and asks to delete it; O(state=absent)
+    deletes it.
 author:
   - cachestack maintainers (@cachestack)
 options:
@@ -179,6 +189,15 @@ options:
       - Wait until the group is available (O(state=present)) or gone (O(state=absent)).
       - With O(state=present) this also waits for a group that exists but is not available
         yet, so a later task can wait for a group an earlier task created without waiting.
+        It waits before comparing the group, so the options and O(tags) are compared with
+        the settled group.
+      - With O(wait=false), a group that is not available has its O(tags) neither read nor
+        changed (AWS refuses both), and RV(tags) holds the tags asked for. Changes other
+        than tags, and O(state=absent), still wait for the group to be available first,
+        because AWS refuses them before (a V(create-failed) group is deleted at once).
+      - A wait for the group to be available ends at once with an error when the group
+        reaches a status from which it cannot become available (V(create-failed),
+        V(deleting)), rather than after O(wait_timeout).
       - Emulators that never finish deleting (moto) need O(wait=false) with O(state=absent).
       - With O(state=present), a group of the same id that is still being deleted is
         waited for and then created again; with O(wait=false) that is an error instead.
@@ -186,7 +205,8 @@ options:
     default: true
   wait_timeout:
     description:
-      - How many seconds to wait.
+      - How many seconds each wait lasts at most. The module reads the group every 15
+        seconds; when the time is up it fails, naming the group's last status.
     type: int
     default: 1800
 notes:
@@ -195,6 +215,8 @@ notes:
     compared, so the module never reports a change it cannot verify.
   - The returned C(actions) list names every API call made (or that would be made in
     check mode), without the auth token.
+  - In check mode the module does not wait, so O(tags) of a group that is not available
+    are not compared (a warning says so).
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -286,7 +308,9 @@ actions:
     - IncreaseReplicaCount NewReplicaCount=2
     - ModifyReplicationGroup SnapshotRetentionLimit
 status:
-  description: The group's status (V(available), V(creating), V(modifying), V(deleting)).
+  description:
+    - The group's status (V(available), V(creating), V(modifying), V(snapshotting),
+      V(deleting) or V(create-failed)).
   returned: when the group exists
   type: str
   sample: available
@@ -405,10 +429,25 @@ reader_endpoint:
       returned: always
       sample: 6379
 tags:
-  description: The group's tags.
-  returned: when the group exists
+  description:
+    - The group's tags, read from AWS when the group is available (RV(tags_read) is true).
+    - AWS lists tags only for an available group. When the group is not available (for
+      example right after a create with O(wait=false)), these are the tags the task asked
+      for instead, the ones sent with the create or (for an existing group) O(tags), and
+      RV(tags_read) is false.
+    - Not returned when the group is not available and the task gave no O(tags) (for
+      example while it is being deleted), because the module does not know them.
+  returned: when the group exists, see the description
   type: dict
   sample: {"Stack": "cachestack"}
+tags_read:
+  description:
+    - Whether RV(tags) was read from AWS. False when the group was not available and the
+      module did not wait for it; then O(tags) of an existing group were not compared or
+      changed, and a warning names the group's status.
+  returned: when the group exists
+  type: bool
+  sample: true
 replication_group:
   description:
     - The group as C(DescribeReplicationGroups) returns it, in snake_case.

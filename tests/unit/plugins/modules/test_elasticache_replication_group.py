@@ -1306,3 +1306,14 @@ def test_delete_and_wait_until_gone(stubbed: tuple[Any, Stubber], clock: FakeClo
     manager = erg.ReplicationGroupManager(FakeModule(client, state="absent", wait=True))
     assert manager.ensure_absent() == {}
     assert clock.sleeps == [15, 15]
+
+
+def test_every_returned_key_is_documented(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_member(stubber, group)
+    stubber.add_response("list_tags_for_resource", {"TagList": []}, {"ResourceName": ARN})
+    result = erg.ReplicationGroupManager(FakeModule(client)).result(group)
+    documented = set(yaml.safe_load(erg.RETURN))
+    assert {"tags", "tags_read"} <= set(result)
+    assert set(result) - {"changed", "diff"} <= documented
