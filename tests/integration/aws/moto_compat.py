@@ -16,10 +16,16 @@ moto 5.2 reports no ``Iops`` nor ``StorageThroughput`` for a gp3 instance create
 them; AWS reports the gp3 baseline (3000 IOPS, 125 MiB/s below 400 GiB). amazon.aws
 ``rds_instance`` reads both keys of a gp3 instance, so this wrapper fills in AWS's baseline.
 
-moto 5.2 leaves a deleted replication group ``deleting`` for ever; AWS finishes in minutes
-and the id can be used again. This wrapper lets a group that has been ``deleting`` for
-``DELETE_SECONDS`` disappear, so the same stack can be provisioned again after a teardown
-(the cache role's ``cache_wait_for_delete`` stays off in the tests all the same).
+moto 5.2 makes every resource ready at once, and accepts calls AWS refuses while a resource
+is being created, changed or deleted (it also leaves a deleted replication group
+``deleting`` for ever, and forgets a deleted DB instance at once). ``standin_lifecycle.py``,
+beside this file, gives replication groups, DB instances and NAT gateways AWS's states
+(``creating``, ``modifying``, ``backing-up``, ``pending``, ``deleting``...), each for a
+few seconds set by ``STANDIN_*_SECONDS`` environment variables, refuses what AWS refuses
+meanwhile with AWS's error codes, and logs those calls at ``GET /cachestack-standin/calls``
+(emptied by ``POST /moto-api/reset``). Its docstring lists the states, the variables, the
+refusals and the log's format. A deleted replication group disappears after its
+``deleting`` time, so the same stack can be provisioned again after a teardown.
 
 moto 5.2 lists only the parameters a user set in a DB parameter group; AWS lists every
 parameter of the family with its engine default. amazon.aws ``rds_instance_param_group``
@@ -48,14 +54,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
+# Run as a script, this file's directory is on sys.path: the sibling module imports as is.
+import standin_lifecycle
 from moto.core import model_instances
 from moto.core.responses import ActionResult
 from moto.ec2 import utils as ec2_utils
 from moto.elasticache.exceptions import CacheSubnetGroupNotFound
-from moto.elasticache.models import CacheSubnetGroup, ElastiCacheBackend, ReplicationGroup
+from moto.elasticache.models import CacheSubnetGroup, ReplicationGroup
 from moto.elasticache.responses import ElastiCacheResponse
 from moto.moto_api._internal.responses import MotoAPIResponse
 from moto.rds.exceptions import DBParameterGroupNotFoundError
@@ -126,29 +133,6 @@ def _db_instance_init(self: DBInstance, *args: Any, **kwargs: Any) -> None:
 
 
 DBInstance.__init__ = _db_instance_init  # type: ignore[method-assign]
-
-DELETE_SECONDS = 2.0
-_original_delete_group = ElastiCacheBackend.delete_replication_group
-_original_describe_groups = ElastiCacheBackend.describe_replication_groups
-
-
-def _delete_replication_group(self: ElastiCacheBackend, *args: Any, **kwargs: Any) -> Any:
-    group = _original_delete_group(self, *args, **kwargs)
-    group.compat_deleted_at = time.monotonic()
-    return group
-
-
-def _describe_replication_groups(self: ElastiCacheBackend, *args: Any, **kwargs: Any) -> Any:
-    now = time.monotonic()
-    for group_id, group in list(self.replication_groups.items()):
-        deleted_at = getattr(group, "compat_deleted_at", None)
-        if deleted_at is not None and now - deleted_at > DELETE_SECONDS:
-            del self.replication_groups[group_id]
-    return _original_describe_groups(self, *args, **kwargs)
-
-
-ElastiCacheBackend.delete_replication_group = _delete_replication_group  # type: ignore[method-assign]
-ElastiCacheBackend.describe_replication_groups = _describe_replication_groups  # type: ignore[method-assign]
 
 
 def _modify_cache_subnet_group(self: ElastiCacheResponse) -> ActionResult:
@@ -237,6 +221,8 @@ def _model_data(self: MotoAPIResponse, request: Any, full_url: str, headers: Any
 
 
 MotoAPIResponse.model_data = _model_data  # type: ignore[method-assign]
+# After the patches above: the lifecycle wraps the response methods they set.
+standin_lifecycle.install()
 
 if __name__ == "__main__":
     main(sys.argv[1:])
