@@ -110,6 +110,7 @@ def test_lifecycle(run_play: Callable[..., PlayRun], elasticache: Any) -> None:
     assert created["reader_endpoint"] is None
     assert created["replication_group"]["member_clusters"] == group["MemberClusters"]
     assert created["tags"] == GROUP_ARGS["tags"]
+    assert created["tags_read"] is True  # read from AWS once the group is available
     assert again["configuration_endpoint"] == created["configuration_endpoint"]
 
     # One attribute changed: check mode reports only it and changes nothing ...
@@ -145,6 +146,12 @@ def test_lifecycle(run_play: Callable[..., PlayRun], elasticache: Any) -> None:
     assert deleted["changed"]
     assert deleted["actions"] == ["DeleteReplicationGroup"]
     assert not deleted_again["changed"]
+    # AWS lists no tags of a group being deleted: none are read or returned.
+    for result in (deleted, deleted_again):
+        assert result["status"] == "deleting"
+        assert result["tags_read"] is False
+        assert "tags" not in result
+        assert "tags" not in result["replication_group"]
     gone = describe(elasticache)
     assert gone is not None
     assert gone["Status"] == "deleting"
