@@ -192,10 +192,35 @@ def test_redis_tls_verifies_the_certificate_by_default(app_db, redis_tls_server,
 
 
 def test_redis_wrong_password_bypasses(app_db, redis_tls_server, make_app):
-    _app, client = make_app(ini(app_db, redis_tls_server, redis_extra={"password": "wrong"}))
+    wrong = "wrong-token-" + "x" * 20
+    _app, client = make_app(ini(app_db, redis_tls_server, redis_extra={"password": wrong}))
     response = client.get("/")
     assert response.status_code == 200
     assert response.headers["X-Cache"] == "BYPASS"
+    # Still ready (PostgreSQL answers), but the body says why the cache is not working,
+    # also while the breaker keeps Redis skipped, and without the token.
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200
+    assert ready.json["status"] == "degraded" and ready.json["postgresql"] == "ok"
+    assert ready.json["redis"].startswith("degraded: "), ready.json
+    assert "AuthenticationError" in ready.json["redis"], ready.json
+    assert wrong not in ready.get_data(as_text=True)
+    assert redis_tls_server.password not in ready.get_data(as_text=True)
+
+
+def test_redis_cluster_wrong_password_is_named_by_readiness(app_db, redis_cluster, make_app):
+    # The sandbox's case: a cluster with TLS and AUTH, and a token it does not take.
+    wrong = "wrong-token-" + "y" * 20
+    text = ini(app_db, redis_cluster, cluster=True, redis_extra={"password": wrong})
+    _app, client = make_app(text)
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200
+    assert ready.json["redis"].startswith("degraded: "), ready.json
+    # RedisCluster wraps it: "... cannot be connected ...: invalid username-password pair".
+    assert "invalid username-password pair" in ready.json["redis"], ready.json
+    assert len(ready.json["redis"]) <= len("degraded: ") + 160
+    assert client.get("/").headers["X-Cache"] == "BYPASS"
+    assert wrong not in ready.get_data(as_text=True)
 
 
 def test_redis_cluster_with_tls_and_auth(app_db, redis_cluster, make_app):
@@ -295,4 +320,4 @@ def test_redis_cluster_with_no_reachable_node_bypasses(app_db, redis_cluster, ma
     assert page.headers["X-Cache"] == "BYPASS"
     ready = client.get("/healthz/ready")
     assert ready.status_code == 200
-    assert ready.get_json()["redis"] == "degraded"
+    assert ready.get_json()["redis"].startswith("degraded: "), ready.get_json()

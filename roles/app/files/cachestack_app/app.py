@@ -171,6 +171,21 @@ class CachestackApp:
         return [b""] if method == "HEAD" else [body]
 
 
+READINESS_REASON_CHARS = 160
+
+
+def readiness_reason(reason: str, hidden: Iterable[str | None]) -> str:
+    """One short line for the readiness body: no line breaks, no secret, at most
+    READINESS_REASON_CHARS characters."""
+    for value in hidden:
+        if value:
+            reason = reason.replace(value, "***")
+    reason = " ".join(reason.split())
+    if len(reason) > READINESS_REASON_CHARS:
+        reason = reason[: READINESS_REASON_CHARS - 3] + "..."
+    return reason or "unknown"
+
+
 def _build_flask(db: Database, cache: Cache) -> Flask:
     flask_app = Flask("cachestack_app")
 
@@ -180,18 +195,25 @@ def _build_flask(db: Database, cache: Cache) -> Flask:
 
     @flask_app.get("/healthz/ready")
     def ready() -> tuple[Response, int]:
+        # 503 only when PostgreSQL does not answer: a load balancer must not pull a host
+        # for a cache blip. The body names each dependency's state and, when it is not
+        # ok, why (so a deploy check can name the broken part), never with a secret.
+        hidden = (db.config.password, cache.config.password)
         body: dict[str, str] = {}
         try:
             db.ping()
             body["postgresql"] = "ok"
         except DatabaseUnavailable as exc:
             log.warning("readiness: database unavailable: %s", exc)
-            body["postgresql"] = "unavailable"
+            body["postgresql"] = "unavailable: " + readiness_reason(str(exc), hidden)
         try:
             cache.ping()
             body["redis"] = "ok"
-        except CacheUnavailable:
-            body["redis"] = "degraded"
+        except CacheUnavailable as exc:
+            reason = str(exc)
+            if cache.last_error and reason != cache.last_error:  # the breaker's refusal
+                reason = f"{reason} after {cache.last_error}"
+            body["redis"] = "degraded: " + readiness_reason(reason, hidden)
         if body["postgresql"] != "ok":
             body["status"] = "unavailable"
             return jsonify(body), 503

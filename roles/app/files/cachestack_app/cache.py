@@ -125,6 +125,8 @@ class Cache:
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._thread = threading.local()
+        # Why Redis last failed: readiness says it while the breaker keeps Redis skipped.
+        self.last_error = ""
 
     def _get_client(self) -> Any:
         if self.config.cluster:
@@ -162,7 +164,8 @@ class Cache:
                 self._drop_cluster_client()
             else:
                 self._drop_thread_client()
-            raise CacheUnavailable(f"{exc.__class__.__name__}: {exc}"[:200]) from None
+            self.last_error = f"{exc.__class__.__name__}: {exc}"[:200]
+            raise CacheUnavailable(self.last_error) from None
         self.breaker.success()
         return result
 
