@@ -163,6 +163,16 @@ def test_replication_group_refuses_modify_while_creating_and_modifying(moto_url:
     elasticache.modify_replication_group(**change)
 
 
+def test_replication_group_refuses_snapshot_while_creating(moto_url: str) -> None:
+    elasticache = client(moto_url, "elasticache")
+    create_group(moto_url, "snapshot")
+    snapshot = {"ReplicationGroupId": "snapshot", "SnapshotName": "snapshot-1"}
+    refused("InvalidReplicationGroupState", elasticache.create_snapshot, **snapshot)
+
+    wait_for("the group to be available", lambda: group_status(moto_url, "snapshot") == "available")
+    elasticache.create_snapshot(**snapshot)
+
+
 def test_replication_group_refuses_delete_until_available_then_goes(moto_url: str) -> None:
     elasticache = client(moto_url, "elasticache")
     create_group(moto_url, "delete")
@@ -377,9 +387,11 @@ def test_nat_gateway_is_pending_then_available_then_deleting_then_deleted(
     wait_for("the gateway to be available", lambda: nat_state(network, nat_id) == "available")
     network.ec2.delete_nat_gateway(NatGatewayId=nat_id)
     assert nat_state(network, nat_id) == "deleting"
-    network.ec2.delete_nat_gateway(NatGatewayId=nat_id)  # again: still deleting, no restart
+    network.ec2.delete_nat_gateway(NatGatewayId=nat_id)  # again: still deleting
     assert nat_state(network, nat_id) == "deleting"
     wait_for("the gateway to be deleted", lambda: nat_state(network, nat_id) == "deleted")
+    network.ec2.delete_nat_gateway(NatGatewayId=nat_id)  # a deleted gateway stays deleted
+    assert nat_state(network, nat_id) == "deleted"
 
 
 def test_internet_gateway_detach_refused_until_the_nat_gateway_is_deleted(
