@@ -165,6 +165,34 @@ def test_postgresql_stopped_cached_page_served_and_unready(first_deploy: Playboo
     wait_for(ready, 30)
 
 
+def test_a_deploy_whose_cache_does_not_work_fails_naming_the_cache(
+    first_deploy: PlaybookRun,
+) -> None:
+    """Only the web host's contract gets a wrong AUTH token (the Redis nodes take theirs
+    from the sandbox's secret file). The page is still served, from PostgreSQL (BYPASS),
+    and readiness stays 200, so only the check after configure can catch it: the run must
+    fail and name the cache. The next plain run repairs it."""
+    warm_cache()
+    wrong = "wrong" + secrets.token_hex(16)
+    try:
+        broken = ansible_playbook("site.yml", "-e", f"cachestack_cache_auth_token={wrong}")
+        said = " ".join(broken.output.split())
+        assert broken.returncode != 0, broken.tail()
+        assert broken.recap()["cachestack-web"]["failed"] == 1, broken.tail()
+        assert "the cache: X-Cache was BYPASS" in said, broken.tail()
+        assert "invalid username-password pair" in said, broken.tail()  # readiness's reason
+        assert wrong not in broken.output
+        # The nodes kept their token: the wrong one reached the app only.
+        assert redis_ping(secret("cache_auth_token")) == "PONG"
+        page = get(timeout=60)
+        assert (page.status, page.headers["X-Cache"]) == (200, "BYPASS")
+    finally:
+        # Whatever happened above, the tests after this one meet a working cache.
+        repaired = ansible_playbook("site.yml")
+    assert repaired.returncode == 0, repaired.tail()
+    assert get().headers["X-Cache"] == "HIT"
+
+
 @pytest.mark.parametrize("container", CONTAINERS)
 def test_container_restart_comes_back_by_itself(first_deploy: PlaybookRun, container: str) -> None:
     warm_cache()

@@ -6,6 +6,7 @@ All traffic goes to 127.0.0.1:8080, the only port the sandbox publishes."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import shutil
@@ -52,7 +53,21 @@ def test_site_builds_three_systemd_hosts_and_says_where_to_look(first_deploy: Pl
         assert state.stdout.strip() == "running", (container, state.stdout, state.stderr)
 
 
-def test_first_visit_is_the_slow_query_then_the_cache_answers(first_deploy: PlaybookRun) -> None:
+def test_the_deploy_checked_the_page_through_the_cache(first_deploy: PlaybookRun) -> None:
+    # site.yml ends only after asking nginx for the page twice (a MISS, then a HIT) and
+    # readiness whether the cache is ok: the first visitor finds the page cached.
+    for task in (
+        "Check that the page came through the cache",
+        "Check that the cache answered the second time",
+        "Check that readiness says the cache is ok",
+    ):
+        assert f"TASK [{task}]" in first_deploy.output, first_deploy.tail()
+    first = get()
+    assert (first.status, first.headers["X-Cache"]) == (200, "HIT"), first.body[:300]
+
+
+def test_a_cold_visit_is_the_slow_query_then_the_cache_answers(first_deploy: PlaybookRun) -> None:
+    redis_cli("6379", "DEL", CACHE_KEY)
     first = get(timeout=60)
     assert first.status == 200, first.body
     assert first.headers["X-Cache"] == "MISS"
@@ -65,6 +80,12 @@ def test_first_visit_is_the_slow_query_then_the_cache_answers(first_deploy: Play
     assert second.headers["X-Cache"] == "HIT"
     assert second.seconds < 0.050, f"a HIT took {second.seconds * 1000:.1f} ms"
     assert "PostgreSQL 15" in second.body
+
+
+def test_readiness_names_each_dependency(first_deploy: PlaybookRun) -> None:
+    ready = get(PAGE_URL + "healthz/ready")
+    assert ready.status == 200
+    assert json.loads(ready.body) == {"status": "ok", "postgresql": "ok", "redis": "ok"}
 
 
 def test_health_is_published_and_metrics_are_not(first_deploy: PlaybookRun) -> None:
@@ -318,6 +339,21 @@ def test_bad_input_stops_before_anything_changes(first_deploy: PlaybookRun) -> N
     assert get().status == 200
 
 
+def test_configure_alone_with_no_web_host_fails_saying_which_inventory(
+    first_deploy: PlaybookRun,
+) -> None:
+    # The sandbox's containers join the group web only in site.yml's provisioning.
+    alone = ansible_playbook("playbooks/configure.yml")
+    assert alone.returncode != 0, alone.tail()
+    said = " ".join(alone.output.split())
+    assert "No host in the group web: provisioning made no web host" in said, alone.tail()
+    assert "-i inventory/aws" in said and "run site.yml" in said, alone.tail()
+    assert alone.changed_hosts() == {}
+    # A plan of an environment with no web host yet has nothing to configure: not an error.
+    plan = ansible_playbook("playbooks/configure.yml", "--check")
+    assert plan.returncode == 0, plan.tail()
+
+
 def test_a_port_held_by_another_program_stops_before_anything_changes(
     first_deploy: PlaybookRun,
 ) -> None:
@@ -350,6 +386,7 @@ from tests.e2e.sandbox_faults import (  # noqa: E402, F401
     test_redis_stopped_pages_bypass_then_hit_again,
     test_redis_frozen_pages_still_served_within_the_timeout,
     test_postgresql_stopped_cached_page_served_and_unready,
+    test_a_deploy_whose_cache_does_not_work_fails_naming_the_cache,
     test_container_restart_comes_back_by_itself,
     test_the_plan_with_a_stopped_container_shows_its_start,
     test_the_web_host_on_a_new_address_still_reaches_postgresql,
