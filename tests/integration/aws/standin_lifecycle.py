@@ -63,10 +63,16 @@ state), one object per call::
      "resource": "<the id or ARN the call names, or null>",
      "error": "<AWS error code>" | null, "time": <seconds since the epoch, float>}
 
-``resource`` is the call's ReplicationGroupId, ResourceName (tags), DBInstanceIdentifier,
-NatGatewayId, InternetGatewayId, SubnetId, GroupId (else GroupName), AllocationId (else
-PublicIp), CacheSubnetGroupName or DBSubnetGroupName; for CreateNatGateway it is the new
-gateway's id. ``POST /moto-api/reset`` empties the log and forgets every clock.
+``resource`` is the call's ReplicationGroupId (CreateSnapshot: else CacheClusterId),
+ResourceName (the tag calls: an ARN), DBInstanceIdentifier, NatGatewayId,
+InternetGatewayId, SubnetId, GroupId (else GroupName), AllocationId (else PublicIp),
+CacheSubnetGroupName or DBSubnetGroupName; for CreateNatGateway it is the new gateway's id.
+A refused call and its retry name the same resource the same way. ``error`` is null when
+the call succeeded, else the code of the error it answered (the stand-in's refusals and
+moto's own errors alike). ``POST /moto-api/reset`` empties the log and forgets every clock.
+
+The error codes are AWS's (botocore's error shapes; EC2's from its reference text); the
+messages are close to AWS's but not guaranteed to be word for word.
 """
 
 from __future__ import annotations
