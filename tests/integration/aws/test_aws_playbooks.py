@@ -19,11 +19,14 @@ Every run is checked for the secrets: they never appear in Ansible's output.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime
 import json
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from secrets import token_hex
@@ -31,6 +34,11 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.servers.moto import aws_env
 
@@ -50,8 +58,12 @@ BASE_VARS: dict[str, Any] = {
     # moto never finishes deleting a replication group: do not wait for it.
     "cache_wait_for_delete": False,
     "confirm_teardown": STACK,
+    # The stand-in's states last seconds, not minutes: look again every second.
+    "database_poll_interval": 1,
+    "network_retry_interval": 1,
 }
 PLAYBOOK_TIMEOUT = 600
+HOST_KEY_TAG = "cachestack:ssh-host-key"
 # What test_changing_one_input_changes_only_that changes; the runs after it keep them.
 CHANGED_INPUTS: dict[str, Any] = {
     "cachestack_ssh_cidrs": [NEW_SSH_CIDR],
@@ -192,11 +204,40 @@ class Aws:
         ]
 
 
-def plain(value: Any) -> Any:
-    """A value from ``ansible-inventory --list``, which wraps some in ``__ansible_unsafe``."""
-    if isinstance(value, dict) and set(value) == {"__ansible_unsafe"}:
-        return value["__ansible_unsafe"]
-    return value
+def user_data(aws: Aws, instance_id: str) -> dict[str, Any]:
+    """The instance's cloud-init user data (``#cloud-config`` YAML)."""
+    attribute = aws.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+    text = base64.b64decode(attribute["UserData"]["Value"]).decode()
+    assert text.startswith("#cloud-config\n"), text[:40]
+    return dict(yaml.safe_load(text))
+
+
+def public_half(private_openssh: str) -> str:
+    """``ssh-ed25519 AAAA...`` of an OpenSSH private key."""
+    key = serialization.load_ssh_private_key(private_openssh.encode(), password=None)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return public.decode()
+
+
+def ca_pem() -> str:
+    """A self-signed CA certificate, standing in for AWS's RDS CA bundle."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cachestack test RDS CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def tags(resource: dict[str, Any]) -> dict[str, str]:
@@ -222,6 +263,19 @@ def aws(moto_url: str) -> Aws:
     clients = Aws(moto_url)
     clients.ec2.create_key_pair(KeyName=KEY_PAIR)
     return clients
+
+
+@pytest.fixture(scope="module", autouse=True)
+def controller_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The controller's files of the stack (known_hosts, the RDS CA bundle) in a temporary
+    directory instead of ~/.cachestack/aws; the bundle is put there first (AWS's copy is
+    downloaded only when the file is missing, and no test reaches the Internet)."""
+    directory = tmp_path_factory.mktemp("controller")
+    (directory / "rds-ca-bundle.pem").write_text(ca_pem())
+    BASE_VARS["cachestack_known_hosts_file"] = str(directory / "known_hosts")
+    BASE_VARS["cachestack_rds_ca_bundle_file"] = str(directory / "rds-ca-bundle.pem")
+    yield directory
+    del BASE_VARS["cachestack_known_hosts_file"], BASE_VARS["cachestack_rds_ca_bundle_file"]
 
 
 @pytest.fixture(scope="module")
@@ -419,7 +473,10 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     assert web_instance["SubnetId"] == public_id
     assert [g["GroupId"] for g in web_instance["SecurityGroups"]] == [web["GroupId"]]
     assert web_instance["MetadataOptions"]["HttpTokens"] == "required"
-    assert tags(web_instance) == {"Name": f"{STACK}-web", "Stack": STACK, "Role": "web"}
+    assert tags(web_instance).keys() == {"Name", "Stack", "Role", HOST_KEY_TAG}
+    assert tags(web_instance)["Name"] == f"{STACK}-web"
+    assert tags(web_instance)["Stack"] == STACK
+    assert tags(web_instance)["Role"] == "web"
     (web_eip,) = aws.ec2.describe_addresses(
         Filters=[{"Name": "instance-id", "Values": [web_instance["InstanceId"]]}]
     )["Addresses"]
@@ -433,23 +490,16 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
         assert len(value) == length and value.isalnum()
         assert tags(secrets[name])["Stack"] == STACK
 
-    # The aws_ec2 inventory config finds the instance (endpoint from AWS_URL).
-    inventory = subprocess.run(
-        [str(ANSIBLE_BIN / "ansible-inventory"), "-i", "inventory/aws/aws_ec2.yml", "--list"],
-        cwd=REPO,
-        env=aws_env(moto_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert inventory.returncode == 0, inventory.stderr
-    listed = json.loads(inventory.stdout)
-    assert listed["aws_web"]["hosts"] == [web_eip["PublicIp"]], listed
-    hostvars = listed["_meta"]["hostvars"][web_eip["PublicIp"]]
-    assert plain(hostvars["ansible_user"]) == "ubuntu"
-    assert plain(hostvars["ansible_become"]) is True
-    assert plain(hostvars["aws_tags"]["Stack"]) == STACK
+    # The SSH host key: made on the controller, handed over in the user data (which
+    # cloud-init reads), its public half kept in a tag; never in Ansible's output.
+    host_key = tags(web_instance)[HOST_KEY_TAG]
+    cloud_config = user_data(aws, web_instance["InstanceId"])
+    assert cloud_config["ssh_deletekeys"] is True
+    assert cloud_config["ssh_genkeytypes"] == []
+    assert cloud_config["ssh_keys"]["ed25519_public"] == host_key
+    assert public_half(cloud_config["ssh_keys"]["ed25519_private"]) == host_key
+    secrets_seen.append(cloud_config["ssh_keys"]["ed25519_private"].strip().splitlines()[1])
+    assert_no_secret(run, secrets_seen)
 
 
 def test_check_mode_again_changes_nothing(moto_url: str, secrets_seen: list[str]) -> None:
@@ -461,8 +511,16 @@ def test_check_mode_again_changes_nothing(moto_url: str, secrets_seen: list[str]
 
 
 def test_second_apply_changes_nothing_and_sets_the_contract(
-    moto_url: str, aws: Aws, secrets_seen: list[str]
+    moto_url: str, aws: Aws, secrets_seen: list[str], controller_files: Path
 ) -> None:
+    run = run_playbook(moto_url, "tests/integration/aws/contract.yml")
+    assert succeeded(run), explain(run)
+    # The controller learns the host key the first time; AWS is left as it is.
+    assert run.changed_tasks() == [
+        "Make the known hosts file, private",
+        "Know each web instance's SSH host key",
+    ]
+    assert_no_secret(run, secrets_seen)
     run = run_playbook(moto_url, "tests/integration/aws/contract.yml")
     assert succeeded(run), explain(run)
     assert run.changed_tasks() == []
@@ -477,12 +535,24 @@ def test_second_apply_changes_nothing_and_sets_the_contract(
     assert shown["ansible_user"] == "ubuntu"
     # Not root: the roles run through sudo.
     assert shown["ansible_become"] is True
+    # SSH checks the host against the key it was launched with, from the stack's file.
+    known_hosts = controller_files / "known_hosts"
+    assert shown["ansible_host_key_checking"] is True
+    assert shown["ansible_ssh_common_args"] == (
+        f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"
+    )
+    (web_instance,) = aws.live_instances()
+    assert known_hosts.read_text().splitlines() == [
+        f"{address['PublicIp']} {tags(web_instance)[HOST_KEY_TAG]}"
+    ]
+    assert known_hosts.stat().st_mode & 0o777 == 0o600
     assert shown["contract"] == {
         "cachestack_db_host": instance["Endpoint"]["Address"],
         "cachestack_db_port": 5432,
         "cachestack_db_name": "cachestack",
         "cachestack_db_user": "cachestack",
-        "cachestack_db_sslmode": "require",
+        "cachestack_db_sslmode": "verify-full",
+        "cachestack_db_ca_file": str(controller_files / "rds-ca-bundle.pem"),
         "cachestack_cache_host": group["ConfigurationEndpoint"]["Address"],
         "cachestack_cache_port": 6379,
         "cachestack_cache_tls": True,
@@ -624,14 +694,30 @@ def test_teardown_leaves_nothing(moto_url: str, aws: Aws, secrets_seen: list[str
     assert succeeded(run), explain(run)
     assert_no_secret(run, secrets_seen)
     assert_account_empty(aws)
-    snapshots = aws.rds.describe_db_snapshots()["DBSnapshots"]
-    assert [s["DBSnapshotIdentifier"].startswith(f"{STACK}-db-final-") for s in snapshots] == [True]
+    (snapshot,) = aws.rds.describe_db_snapshots()["DBSnapshots"]
+    assert snapshot["DBSnapshotIdentifier"].startswith(f"{STACK}-db-final-")
+    # The run says where it is.
+    said = " ".join(str(message) for message in run.messages())
+    assert f"final snapshot is {snapshot['DBSnapshotIdentifier']} in us-east-1" in said, said
 
 
 def test_second_teardown_changes_nothing(moto_url: str) -> None:
     run = run_playbook(moto_url, "playbooks/teardown.yml")
     assert succeeded(run), explain(run)
     assert run.changed_tasks() == []
+
+
+def test_configure_on_an_account_without_the_stack_fails_naming_what_is_missing(
+    moto_url: str, aws: Aws
+) -> None:
+    # Runs right after the teardown: nothing to configure, and the play says so instead of
+    # ending green with no web host (it never connects anywhere).
+    run = run_playbook(moto_url, "playbooks/configure.yml")
+    assert run.returncode != 0, explain(run)
+    said = " ".join((run.stdout + run.stderr).split())
+    assert f"Stack {STACK} in us-east-1 is not complete: web instances running: 0" in said
+    assert f"database {STACK}-db: not found" in said
+    assert_account_empty(aws)
 
 
 def test_provision_again_after_teardown(moto_url: str, aws: Aws) -> None:
@@ -643,3 +729,35 @@ def test_provision_again_after_teardown(moto_url: str, aws: Aws) -> None:
     assert len(aws.live_replication_groups()) == 1
     # New secrets (the old ones were deleted without a recovery window).
     assert len(aws.secrets.list_secrets()["SecretList"]) == 2
+
+
+# The stand-in's refusals of a resource that is not ready yet (standin_lifecycle.py).
+LIFECYCLE_REFUSALS = {
+    "InvalidReplicationGroupState",
+    "InvalidDBInstanceState",
+    "DependencyViolation",
+    "CacheSubnetGroupInUse",
+    "InvalidDBSubnetGroupStateFault",
+    "InvalidIPAddress.InUse",
+}
+
+
+def test_every_call_the_stand_in_refused_was_retried_until_it_succeeded(moto_url: str) -> None:
+    # Over every run above: a call AWS refuses while a resource is not ready either waits
+    # for it first (and is never refused) or is tried again until AWS takes it.
+    with urllib.request.urlopen(f"{moto_url}/cachestack-standin/calls", timeout=10) as response:  # noqa: S310
+        calls = json.load(response)
+    assert calls, "the stand-in logged no lifecycle call: is it the lifecycle stand-in?"
+    unanswered = []
+    for index, call in enumerate(calls):
+        if call["error"] not in LIFECYCLE_REFUSALS:
+            continue
+        retried = any(
+            later["operation"] == call["operation"]
+            and later["resource"] == call["resource"]
+            and later["error"] is None
+            for later in calls[index + 1 :]
+        )
+        if not retried:
+            unanswered.append(call)
+    assert unanswered == [], unanswered
