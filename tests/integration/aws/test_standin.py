@@ -7,6 +7,7 @@ its own server (conftest's ``moto_url`` is module-scoped), started with short st
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import urllib.request
@@ -51,6 +52,7 @@ def moto_url(standin_durations: None, moto_url: str) -> str:
     return moto_url
 
 
+@functools.cache  # one client per service: creating one takes longer than a call
 def client(url: str, service: str) -> Any:
     return boto3.client(
         service,
