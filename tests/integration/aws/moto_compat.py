@@ -47,6 +47,9 @@ which the dump does not expect. The wrapper's dump leaves out every attribute it
 read, and lets an instance's master password be read, so the tests can see which password
 RDS was given (AWS's API never returns it, nor does moto's).
 
+``standin_catalogue.py`` makes DescribeOrderableDBInstanceOptions list PostgreSQL's instance
+options by zone, as AWS does (moto lists none).
+
 Nothing else differs from ``moto_server``.
 """
 
@@ -57,6 +60,7 @@ import sys
 from typing import Any
 
 # Run as a script, this file's directory is on sys.path: the sibling module imports as is.
+import standin_catalogue
 import standin_lifecycle
 from moto.core import model_instances
 from moto.core.responses import ActionResult
@@ -223,6 +227,7 @@ def _model_data(self: MotoAPIResponse, request: Any, full_url: str, headers: Any
 MotoAPIResponse.model_data = _model_data  # type: ignore[method-assign]
 # After the patches above: the lifecycle wraps the response methods they set.
 standin_lifecycle.install()
+standin_catalogue.install()
 
 if __name__ == "__main__":
     main(sys.argv[1:])

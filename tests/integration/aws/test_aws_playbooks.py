@@ -345,6 +345,35 @@ def test_provision_stops_without_a_key_pair_to_log_in_with(
     assert aws.secrets.list_secrets()["SecretList"] == []
 
 
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (
+            {"database_instance_class": "db.t3.nano"},
+            "0 availability zone(s) offer everything (none), 2 needed:"
+            " ec2:t3.micro in ['us-east-1a', 'us-east-1b', 'us-east-1c', 'us-east-1d',"
+            " 'us-east-1f']; rds:db.t3.nano in none",
+        ),
+        (
+            # moto's catalogue, like AWS's, sells no t3.micro in us-east-1e.
+            {"network_availability_zones": ["us-east-1a", "us-east-1e"]},
+            "network_availability_zones names zones that do not offer both",
+        ),
+    ],
+    ids=["db-class-sold-nowhere", "zone-without-the-instance-type"],
+)
+def test_provision_stops_unless_two_zones_offer_the_instance_type_and_the_db_class(
+    moto_url: str, aws: Aws, extra: dict[str, Any], says: str
+) -> None:
+    run = run_playbook(moto_url, "playbooks/provision.yml", extra=extra)
+    assert run.returncode != 0, explain(run)
+    said = " ".join((run.stdout + run.stderr).split())
+    assert says in said, explain(run)
+    assert "Change web_instance_type or database_instance_class" in said, explain(run)
+    assert aws.stack_vpcs() == []
+    assert aws.secrets.list_secrets()["SecretList"] == []
+
+
 def test_check_mode_on_an_empty_account_creates_nothing(moto_url: str, aws: Aws) -> None:
     run = run_playbook(moto_url, "playbooks/provision.yml", check=True)
     assert succeeded(run), explain(run)
