@@ -47,6 +47,7 @@ which the dump does not expect. The wrapper's dump leaves out every attribute it
 read, and lets an instance's master password be read, so the tests can see which password
 RDS was given (AWS's API never returns it, nor does moto's).
 
+``standin_secrets.py`` holds a force-deleted secret's name for a few seconds, as AWS does.
 ``standin_catalogue.py`` makes DescribeOrderableDBInstanceOptions list PostgreSQL's instance
 options by zone, as AWS does (moto lists none).
 
@@ -62,6 +63,7 @@ from typing import Any
 # Run as a script, this file's directory is on sys.path: the sibling module imports as is.
 import standin_catalogue
 import standin_lifecycle
+import standin_secrets
 from moto.core import model_instances
 from moto.core.responses import ActionResult
 from moto.ec2 import utils as ec2_utils
@@ -228,6 +230,7 @@ MotoAPIResponse.model_data = _model_data  # type: ignore[method-assign]
 # After the patches above: the lifecycle wraps the response methods they set.
 standin_lifecycle.install()
 standin_catalogue.install()
+standin_secrets.install()
 
 if __name__ == "__main__":
     main(sys.argv[1:])

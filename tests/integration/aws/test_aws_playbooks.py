@@ -61,6 +61,7 @@ BASE_VARS: dict[str, Any] = {
     # The stand-in's states last seconds, not minutes: look again every second.
     "database_poll_interval": 1,
     "network_retry_interval": 1,
+    "aws_secrets_retry_interval": 2,
 }
 PLAYBOOK_TIMEOUT = 600
 HOST_KEY_TAG = "cachestack:ssh-host-key"
@@ -263,6 +264,21 @@ def aws(moto_url: str) -> Aws:
     clients = Aws(moto_url)
     clients.ec2.create_key_pair(KeyName=KEY_PAIR)
     return clients
+
+
+@pytest.fixture(scope="module")
+def standin_durations() -> Iterator[None]:
+    # Longer than the runs between the teardown and the rebuild: the rebuild meets the
+    # deleted secrets' names still held (AWS: seconds to minutes) and must wait them out.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STANDIN_SECRET_PURGE_SECONDS", "45")
+        yield
+
+
+@pytest.fixture(scope="module")
+def moto_url(standin_durations: None, moto_url: str) -> str:
+    """conftest's server, started after ``standin_durations`` set the environment."""
+    return moto_url
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -756,8 +772,10 @@ def test_provision_again_after_teardown(moto_url: str, aws: Aws) -> None:
     assert len(aws.live_instances()) == 1
     assert len(aws.rds.describe_db_instances()["DBInstances"]) == 1
     assert len(aws.live_replication_groups()) == 1
-    # New secrets (the old ones were deleted without a recovery window).
+    # New secrets (the old ones were deleted without a recovery window), stored once
+    # Secrets Manager let go of the names (the stand-in refused them meanwhile).
     assert len(aws.secrets.list_secrets()["SecretList"]) == 2
+    assert "aws_secrets : Store the secrets in Secrets Manager" in run.changed_tasks()
 
 
 # The stand-in's refusals of a resource that is not ready yet (standin_lifecycle.py).
@@ -790,3 +808,11 @@ def test_every_call_the_stand_in_refused_was_retried_until_it_succeeded(moto_url
         if not retried:
             unanswered.append(call)
     assert unanswered == [], unanswered
+    # The rebuild met the deleted secrets' names still held, and waited them out.
+    held = {
+        call["resource"]
+        for call in calls
+        if call["operation"] == "CreateSecret" and call["error"] == "InvalidRequestException"
+    }
+    assert f"{STACK}/db-master-password" in held, calls
+    assert held <= {f"{STACK}/db-master-password", f"{STACK}/cache-auth-token"}, held
