@@ -234,15 +234,16 @@ def _guard(
 
 
 def _record(service: str, operation: str, resource: Any, error: str | None) -> None:
-    _calls.append(
-        {
-            "service": service,
-            "operation": operation,
-            "resource": resource,
-            "error": error,
-            "time": time.time(),
-        }
-    )
+    """Add a call to the log (``standin_secrets.py`` logs its calls here too)."""
+    call = {
+        "service": service,
+        "operation": operation,
+        "resource": resource,
+        "error": error,
+        "time": time.time(),
+    }
+    with _lock:  # the log is read and emptied from other threads
+        _calls.append(call)
 
 
 # --- ElastiCache ---------------------------------------------------------------------
