@@ -69,6 +69,8 @@ HOST_KEY_TAG = "cachestack:ssh-host-key"
 CHANGED_INPUTS: dict[str, Any] = {
     "cachestack_ssh_cidrs": [NEW_SSH_CIDR],
     "cache_snapshot_retention_limit": 3,
+    # A resize: ModifyReplicationGroup scales the nodes, and the group is modifying meanwhile.
+    "cache_node_type": "cache.t3.small",
 }
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -540,11 +542,68 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     host_key = tags(web_instance)[HOST_KEY_TAG]
     cloud_config = user_data(aws, web_instance["InstanceId"])
     assert cloud_config["ssh_deletekeys"] is True
-    assert cloud_config["ssh_genkeytypes"] == []
+    assert cloud_config["ssh_genkeytypes"] == ["ed25519"]
     assert cloud_config["ssh_keys"]["ed25519_public"] == host_key
     assert public_half(cloud_config["ssh_keys"]["ed25519_private"]) == host_key
     secrets_seen.append(cloud_config["ssh_keys"]["ed25519_private"].strip().splitlines()[1])
     assert_no_secret(run, secrets_seen)
+
+
+BASE_IMAGE = "cachestack-base:latest"  # built by scripts/setup
+
+
+def docker(*args: str, stdin: str | None = None) -> str:
+    completed = subprocess.run(
+        ["docker", *args], input=stdin, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert completed.returncode == 0, f"docker {args[0]}: {completed.stderr[-2000:]}"
+    return completed.stdout
+
+
+def test_cloud_init_installs_the_host_key_the_play_checks(aws: Aws) -> None:
+    # moto never boots the instance: Debian's cloud-init and sshd, in a container of the
+    # project's base image, take the instance's user data as a NoCloud seed instead. sshd
+    # must then serve exactly the key in the instance's tag (which becomes known_hosts),
+    # and no other (the image's own keys are deleted). The scan goes to the container's
+    # own loopback, from inside it.
+    (web_instance,) = aws.live_instances()
+    text = yaml.safe_dump(user_data(aws, web_instance["InstanceId"]))
+    name = f"cachestack-cloud-init-{token_hex(4)}"
+    docker("run", "-d", "--rm", "--name", name, BASE_IMAGE, "sleep", "600")
+    try:
+        docker(
+            "exec", name, "sh", "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq"
+            " --no-install-recommends cloud-init openssh-server >/dev/null",
+        )  # fmt: skip
+        docker("exec", name, "ssh-keygen", "-A")  # the keys an image comes with
+        docker("exec", "-i", name, "sh", "-c",
+               "mkdir -p /var/lib/cloud/seed/nocloud && cd /var/lib/cloud/seed/nocloud"
+               " && (echo '#cloud-config'; cat) > user-data"
+               " && echo 'instance-id: i-cachestack-test' > meta-data",
+               stdin=text)  # fmt: skip
+        schema = docker(
+            "exec", name, "cloud-init", "schema", "-c", "/var/lib/cloud/seed/nocloud/user-data"
+        )
+        assert "Valid cloud-config" in schema, schema
+        docker("exec", name, "cloud-init", "init", "--local")
+        docker("exec", name, "cloud-init", "init")
+        keys = docker("exec", name, "sh", "-c", "ls /etc/ssh/ssh_host_*_key.pub").split()
+        assert keys == ["/etc/ssh/ssh_host_ed25519_key.pub"]
+        docker(
+            "exec",
+            name,
+            "sh",
+            "-c",
+            "mkdir -p /run/sshd && /usr/sbin/sshd -o ListenAddress=127.0.0.1",
+        )
+        scanned = docker("exec", name, "ssh-keyscan", "-T", "10", "127.0.0.1").split("\n")
+        served = {
+            " ".join(line.split()[1:3]) for line in scanned if line and not line.startswith("#")
+        }
+        assert served == {tags(web_instance)[HOST_KEY_TAG]}
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)
 
 
 def test_check_mode_again_changes_nothing(moto_url: str, secrets_seen: list[str]) -> None:
@@ -623,6 +682,8 @@ def test_changing_one_input_changes_only_that(
     assert ingress(web) == {("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 22, 22, NEW_SSH_CIDR)}
     (group,) = aws.live_replication_groups()
     assert group["SnapshotRetentionLimit"] == 3
+    assert group["CacheNodeType"] == "cache.t3.small"
+    assert group["Status"] == "available"
 
 
 @pytest.mark.parametrize(
