@@ -545,6 +545,10 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     assert cloud_config["ssh_genkeytypes"] == ["ed25519"]
     assert cloud_config["ssh_keys"]["ed25519_public"] == host_key
     assert public_half(cloud_config["ssh_keys"]["ed25519_private"]) == host_key
+    # OpenSSH reads a key file only with its last newline.
+    assert cloud_config["ssh_keys"]["ed25519_private"].endswith(
+        "-----END OPENSSH PRIVATE KEY-----\n"
+    )
     secrets_seen.append(cloud_config["ssh_keys"]["ed25519_private"].strip().splitlines()[1])
     assert_no_secret(run, secrets_seen)
 
