@@ -50,10 +50,13 @@ Refusals (AWS's error codes):
   public address(es)..."); for DeleteSubnet and DeleteSecurityGroup while a NAT gateway
   (not yet ``deleted``; its subnet), a DB instance or a replication group (until they are
   gone, ``deleting`` included: their DB or cache subnet group's subnets and their VPC
-  security groups) still has network interfaces there. ``InvalidIPAddress.InUse`` for
-  ReleaseAddress of an Elastic IP a NAT gateway not yet ``deleted`` uses (ReleaseAddress:
-  "You must disassociate the Elastic IP address before you can release it. Otherwise,
-  Amazon EC2 returns an error (InvalidIPAddress.InUse)").
+  security groups) still has network interfaces there, and for
+  ``STANDIN_ENI_LINGER_SECONDS`` [5] after a DB instance or replication group is gone (on
+  AWS their requester-managed interfaces are released some time after the resource
+  itself: the seconds to minutes of DependencyViolation a teardown meets).
+  ``InvalidIPAddress.InUse`` for ReleaseAddress of an Elastic IP a NAT gateway not yet
+  ``deleted`` uses (ReleaseAddress: "You must disassociate the Elastic IP address before
+  you can release it. Otherwise, Amazon EC2 returns an error (InvalidIPAddress.InUse)").
 
 Call log: ``GET /cachestack-standin/calls`` answers a JSON list, oldest first, of every
 call of the operations above (refused or not, and the Create/Delete calls that start a
@@ -116,6 +119,7 @@ DB_BACKUP_SECONDS = _seconds("STANDIN_DB_BACKUP_SECONDS", 2)
 DB_DELETE_SECONDS = _seconds("STANDIN_DB_DELETE_SECONDS", 2)
 NAT_CREATE_SECONDS = _seconds("STANDIN_NAT_CREATE_SECONDS", 2)
 NAT_DELETE_SECONDS = _seconds("STANDIN_NAT_DELETE_SECONDS", 2)
+ENI_LINGER_SECONDS = _seconds("STANDIN_ENI_LINGER_SECONDS", 5)
 
 # NAT gateway states in which it still has its network interface and public address.
 NAT_HOLDING = ("pending", "available", "deleting")
@@ -126,6 +130,8 @@ DB_SETTLED = ("available", "stopped")
 # answers requests in threads.
 _lock = threading.RLock()
 _calls: list[dict[str, Any]] = []
+# Interfaces of resources already gone: (resource id, subnet ids, security group ids, until).
+_lingering: list[tuple[str, set[str], set[str], float]] = []
 
 
 @dataclass
@@ -178,6 +184,7 @@ def _reset() -> None:
     with _lock:
         _clocks.clear()
         _calls.clear()
+        _lingering.clear()
 
 
 def calls() -> list[dict[str, Any]]:
@@ -297,9 +304,12 @@ def _group_deleted(response: Any, group_id: str, result: Any, checked: Any) -> N
     groups = _cache(response).replication_groups
     group = groups[group_id]
 
+    interfaces = _group_interfaces(_cache(response), group)
+
     def gone() -> None:
         if groups.get(group_id) is group:
             del groups[group_id]
+            _linger(group_id, interfaces)
 
     _start(group, _group_states(group), [("deleting", CACHE_DELETE_SECONDS)], gone)
 
@@ -380,9 +390,12 @@ def _db_deleted(response: Any, db_id: str, result: Any, checked: Any) -> None:
     database = result.result["DBInstance"]
     databases[db_id] = database
 
+    interfaces = _db_interfaces(database)
+
     def gone() -> None:
         if databases.get(db_id) is database:
             del databases[db_id]
+            _linger(db_id, interfaces)
 
     _start(database, _db_states(database), [("deleting", DB_DELETE_SECONDS)], gone)
 
@@ -456,6 +469,23 @@ def _nat_deleted(response: Any, nat_id: str, result: Any, state_before: str | No
     _start(nat, _nat_states(nat), [("deleting", NAT_DELETE_SECONDS)], deleted)
 
 
+def _db_interfaces(database: Any) -> tuple[set[str], set[str]]:
+    group = getattr(database, "db_subnet_group", None)
+    subnets = {subnet.id for subnet in group._subnets} if group is not None else set()
+    return subnets, set(database.vpc_security_group_ids)
+
+
+def _group_interfaces(cache: Any, replication_group: Any) -> tuple[set[str], set[str]]:
+    subnet_group = cache.cache_subnet_groups.get(replication_group.cache_subnet_group_name)
+    subnets = set(subnet_group.subnet_ids) if subnet_group is not None else set()
+    return subnets, set(replication_group.security_group_ids or [])
+
+
+def _linger(resource_id: str, interfaces: tuple[set[str], set[str]]) -> None:
+    """Keep a gone resource's interfaces for ENI_LINGER_SECONDS (called under _lock)."""
+    _lingering.append((resource_id, *interfaces, time.monotonic() + ENI_LINGER_SECONDS))
+
+
 def _holders(response: Any) -> Iterable[tuple[str, set[str], set[str]]]:
     """(resource id, subnet ids, security group ids) of what has network interfaces."""
     account, region = response.current_account, response.region
@@ -463,15 +493,14 @@ def _holders(response: Any) -> Iterable[tuple[str, set[str], set[str]]]:
         if nat.state in NAT_HOLDING:
             yield nat.id, {nat.subnet_id}, set()
     for database in rds_backends[account][region].databases.values():
-        group = getattr(database, "db_subnet_group", None)
-        subnets = {subnet.id for subnet in group._subnets} if group is not None else set()
-        yield database.db_instance_identifier, subnets, set(database.vpc_security_group_ids)
+        yield database.db_instance_identifier, *_db_interfaces(database)
     cache = elasticache_backends[account][region]
     for replication_group in cache.replication_groups.values():
-        subnet_group = cache.cache_subnet_groups.get(replication_group.cache_subnet_group_name)
-        subnets = set(subnet_group.subnet_ids) if subnet_group is not None else set()
-        groups = set(replication_group.security_group_ids or [])
-        yield replication_group.replication_group_id, subnets, groups
+        yield replication_group.replication_group_id, *_group_interfaces(cache, replication_group)
+    now = time.monotonic()
+    for resource_id, subnets, groups, until in _lingering:
+        if until > now:
+            yield f"{resource_id}'s network interfaces, still being released", subnets, groups
 
 
 def _subnet_unused(response: Any, subnet_id: str | None) -> None:

@@ -33,6 +33,7 @@ DURATIONS = {
         "STANDIN_DB_DELETE_SECONDS",
         "STANDIN_NAT_CREATE_SECONDS",
         "STANDIN_NAT_DELETE_SECONDS",
+        "STANDIN_ENI_LINGER_SECONDS",
     )
 }
 WAIT = 15.0  # seconds: far beyond any state above
@@ -68,6 +69,15 @@ def refused(code: str, call: Callable[..., Any], **params: Any) -> None:
     with pytest.raises(ClientError) as caught:
         call(**params)
     assert caught.value.response["Error"]["Code"] == code, caught.value.response["Error"]
+
+
+def accepted(call: Callable[..., Any], **params: Any) -> bool:
+    """True when ``call(**params)`` succeeds; False when AWS refuses it."""
+    try:
+        call(**params)
+    except ClientError:
+        return False
+    return True
 
 
 def wait_for(what: str, condition: Callable[[], bool]) -> None:
@@ -236,7 +246,12 @@ def test_deleting_replication_group_holds_its_subnets_and_security_groups(
 
     groups = elasticache.describe_replication_groups
     wait_for("the group to be gone", lambda: "holder" not in str(groups()["ReplicationGroups"]))
-    ec2.delete_security_group(GroupId=network.security_group)
+    # Its interfaces are released a while after the group is gone.
+    refused("DependencyViolation", ec2.delete_security_group, GroupId=network.security_group)
+    wait_for(
+        "the security group to be deleted",
+        lambda: accepted(ec2.delete_security_group, GroupId=network.security_group),
+    )
     ec2.delete_subnet(SubnetId=network.subnets[0])
 
 
@@ -360,9 +375,13 @@ def test_deleting_db_instance_holds_its_subnets_security_groups_and_subnet_group
     )
 
     wait_for("the instance to be gone", db_gone(moto_url, "holder"))
-    ec2.delete_security_group(GroupId=network.security_group)
-    ec2.delete_subnet(SubnetId=network.subnets[1])
     rds.delete_db_subnet_group(DBSubnetGroupName="holder")
+    # Its interfaces are released a while after the instance is gone.
+    refused("DependencyViolation", ec2.delete_subnet, SubnetId=network.subnets[1])
+    wait_for(
+        "the subnet to be deleted", lambda: accepted(ec2.delete_subnet, SubnetId=network.subnets[1])
+    )
+    ec2.delete_security_group(GroupId=network.security_group)
 
 
 # --- EC2 -----------------------------------------------------------------------------
