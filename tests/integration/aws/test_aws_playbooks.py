@@ -274,6 +274,9 @@ def standin_durations() -> Iterator[None]:
     # deleted secrets' names still held (AWS: seconds to minutes) and must wait them out.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STANDIN_SECRET_PURGE_SECONDS", "45")
+        # Longer than the teardown takes from the database being gone to the network's
+        # deletions (the NAT gateway's wait comes between): they meet its interfaces.
+        patch.setenv("STANDIN_ENI_LINGER_SECONDS", "20")
         yield
 
 
@@ -786,6 +789,39 @@ def test_secrets_changed_by_hand_reach_the_database_and_the_cache(
     assert succeeded(again), explain(again)
     assert again.changed_tasks() == []
     assert stored_credentials(moto_url)[1:] == ([token], ["ROTATE", "SET"])
+
+
+def test_the_nat_gateway_can_be_left_out(moto_url: str, aws: Aws, secrets_seen: list[str]) -> None:
+    without_nat = {**CHANGED_INPUTS, "network_nat_gateway": False}
+    run = run_playbook(moto_url, "playbooks/provision.yml", extra=without_nat)
+    assert succeeded(run), explain(run)
+    assert_no_secret(run, secrets_seen)
+    (vpc,) = aws.stack_vpcs()
+    assert (
+        aws.ec2.describe_nat_gateways(
+            Filter=[
+                *aws.vpc_filter(vpc["VpcId"]),
+                {"Name": "state", "Values": ["pending", "available"]},
+            ]
+        )["NatGateways"]
+        == []
+    )
+    assert (
+        aws.ec2.describe_addresses(Filters=[{"Name": "tag:Name", "Values": [f"{STACK}-nat"]}])[
+            "Addresses"
+        ]
+        == []
+    )
+    (private,) = aws.ec2.describe_route_tables(
+        Filters=[
+            *aws.vpc_filter(vpc["VpcId"]),
+            {"Name": "tag:Name", "Values": [f"{STACK}-private"]},
+        ]
+    )["RouteTables"]
+    assert [r for r in private["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0"] == []
+    again = run_playbook(moto_url, "playbooks/provision.yml", extra=without_nat)
+    assert succeeded(again), explain(again)
+    assert again.changed_tasks() == []
 
 
 def test_teardown_refuses_a_protected_database_without_confirmation(
