@@ -369,6 +369,23 @@ def test_repeated_stampedes_through_nginx_all_answer_in_time(
 APP_WORKER_CLASS = "/opt/cachestack/app/gthread_fair.py"
 
 
+def test_after_a_reload_only_new_workers_answer(first_deploy: PlaybookRun) -> None:
+    # What answers once the app's handlers are done must have the new configuration: the
+    # deploy check comes right after them. `systemctl reload` returns while the old
+    # workers, with the old app.ini, still answer (for about 0.6 s here).
+    try:
+        run = ansible_playbook("tests/e2e/reload.yml", "-e", "app_cache_ttl=299")
+        assert run.returncode == 0, run.tail()
+        assert "Reload the app gracefully" in run.output, run.tail()
+        (shown,) = [line for line in run.output.splitlines() if "noted before the reload:" in line]
+        noted, left = shown.split("noted before the reload:")[1].split("; still running:")
+        assert len(noted.split()) >= 2, shown
+        assert left.strip(" \"'") == "", shown
+    finally:
+        restored = ansible_playbook("site.yml")
+        assert restored.returncode == 0, restored.tail()
+
+
 def test_a_changed_worker_class_restarts_the_app(first_deploy: PlaybookRun) -> None:
     # gunicorn's master imports the worker class once: a graceful reload would keep the
     # old one, so the run must restart the service.
