@@ -15,7 +15,7 @@ description:
     EC2 instance type in O(instance_types) (C(DescribeInstanceTypeOfferings)) and, when
     O(db_instance_class) is set, the RDS instance class for O(db_engine) and
     O(db_engine_version) in a VPC (C(DescribeOrderableDBInstanceOptions)).
-  - Not every zone offers every type: a t3.micro is not sold in every zone of us-east-1,
+  - Not every zone offers every type (a t3.micro is not sold in every zone of us-east-1),
     and RunInstances or CreateDBInstance in such a zone fails after the network was built.
   - ElastiCache has no API that lists node types by zone; a cache subnet group in zones
     without the node type fails at CreateReplicationGroup.
@@ -56,8 +56,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    description: The module only reads; check mode changes nothing in what it does.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
 """
 
 EXAMPLES = r"""
