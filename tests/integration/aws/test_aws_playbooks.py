@@ -111,9 +111,15 @@ class Run:
 
 
 def run_playbook(
-    url: str, playbook: str, *, check: bool = False, extra: dict[str, Any] | None = None
+    url: str,
+    playbook: str,
+    *,
+    check: bool = False,
+    extra: dict[str, Any] | None = None,
+    keys: dict[str, str] | None = None,
 ) -> Run:
-    """Run a playbook from the repository root against moto with the AWS inventory."""
+    """Run a playbook from the repository root against moto with the AWS inventory (signed
+    with ``keys``, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, instead of moto's root)."""
     variables = {**BASE_VARS, "aws_endpoint_url": url, **(extra or {})}
     command = [
         str(ANSIBLE_BIN / "ansible-playbook"),
@@ -125,7 +131,7 @@ def run_playbook(
     ]
     if check:
         command += ["--check", "--diff"]
-    env = aws_env(url)
+    env = {**aws_env(url), **(keys or {})}
     env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
     env["ANSIBLE_DEPRECATION_WARNINGS"] = "false"
     completed = subprocess.run(

@@ -32,10 +32,9 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +43,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.integration.aws.test_aws_playbooks import (
-    ANSIBLE_BIN,
-    BASE_VARS,
     KEY_PAIR,
-    PLAYBOOK_TIMEOUT,
     REPO,
     STACK,
     Aws,
     Run,
     explain,
+    run_playbook,
     succeeded,
 )
 from tests.servers.moto import REGION, aws_env
@@ -149,29 +146,7 @@ def users(moto_url: str) -> dict[str, dict[str, str]]:
 
 def run_as(url: str, keys: dict[str, str], playbook: str) -> Run:
     """run_playbook of test_aws_playbooks, signed with ``keys`` instead of moto's root."""
-    variables = {**BASE_VARS, "aws_endpoint_url": url}
-    env = {**aws_env(url), **keys}
-    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
-    env["ANSIBLE_DEPRECATION_WARNINGS"] = "false"
-    completed = subprocess.run(
-        [
-            str(ANSIBLE_BIN / "ansible-playbook"),
-            playbook,
-            *("-i", "inventory/aws", "-e", json.dumps(variables)),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=PLAYBOOK_TIMEOUT,
-        check=False,
-    )
-    run = Run(completed.returncode, completed.stdout, completed.stderr)
-    start = completed.stdout.find("{")
-    if start >= 0:
-        with suppress(json.JSONDecodeError):
-            run.report = json.loads(completed.stdout[start:])
-    return run
+    return run_playbook(url, playbook, keys=keys)
 
 
 def output(run: Run) -> str:
