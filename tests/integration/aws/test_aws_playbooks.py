@@ -885,6 +885,29 @@ def test_provision_again_after_teardown(moto_url: str, aws: Aws) -> None:
     assert "aws_secrets : Store the secrets in Secrets Manager" in run.changed_tasks()
 
 
+def test_a_teardown_that_runs_out_of_time_names_what_holds_the_network(
+    moto_url: str, aws: Aws
+) -> None:
+    # The stack built again just above: deleted resources' interfaces outlast a 3 s limit.
+    run = run_playbook(
+        moto_url,
+        "playbooks/teardown.yml",
+        extra={"network_dependency_timeout": 3, "network_retry_interval": 1},
+    )
+    assert run.returncode != 0, explain(run)
+    said = " ".join((run.stdout + run.stderr).split())
+    assert "was still refused after 3 s" in said, explain(run)
+    assert "has a dependent object" in said, explain(run)
+    # AWS's reason (the stand-in names the holder in it), then the interfaces AWS lists.
+    assert f"dependent object ({STACK}-" in said, explain(run)
+    assert "Network interfaces still in the VPC (id: description):" in said, explain(run)
+    assert "Run the teardown again once they are gone" in said, explain(run)
+    # Run again, it finishes.
+    again = run_playbook(moto_url, "playbooks/teardown.yml")
+    assert succeeded(again), explain(again)
+    assert_account_empty(aws)
+
+
 # The stand-in's refusals of a resource that is not ready yet (standin_lifecycle.py).
 LIFECYCLE_REFUSALS = {
     "InvalidReplicationGroupState",
