@@ -150,11 +150,11 @@ def redis_cli(port: str, *command: str) -> str:
     the token passed in the environment."""
     return in_container(
         "cachestack-cache",
-        "redis-cli",
+        "valkey-cli",
         "-c",
         "--tls",
         "--cacert",
-        "/etc/redis/tls/ca.crt",
+        "/etc/valkey/tls/ca.crt",
         "-h",
         "127.0.0.1",
         "-p",

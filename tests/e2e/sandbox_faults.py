@@ -43,7 +43,7 @@ def redis_nodes() -> list[str]:
     # Named, not globbed: a glob matches only loaded units, and a stopped
     # template instance is not loaded any more.
     listed = in_container(
-        "cachestack-cache", "systemctl", "list-units", "--plain", "--no-legend", "redis-server@*"
+        "cachestack-cache", "systemctl", "list-units", "--plain", "--no-legend", "valkey-server@*"
     )
     nodes = [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
     assert len(nodes) >= 2, listed.stdout
@@ -455,7 +455,7 @@ def redis_ping(token: str) -> str:
     """PING one cache node with a token: PONG, or the node's refusal."""
     return in_container(
         "cachestack-cache",
-        *("redis-cli", "--tls", "--cacert", "/etc/redis/tls/ca.crt", "-h", "127.0.0.1"),
+        *("valkey-cli", "--tls", "--cacert", "/etc/valkey/tls/ca.crt", "-h", "127.0.0.1"),
         *("-p", "6379", "PING"),
         env={"REDISCLI_AUTH": token},
     ).stdout.strip()
@@ -466,19 +466,19 @@ def test_a_token_from_a_killed_run_reaches_the_nodes_on_the_next(
 ) -> None:
     """A rotated token is written to the nodes' file, then the run dies before the handlers
     restart the nodes. The next run finds the file as it wants it, and must still restart
-    them, or they would refuse the new token (the app's, and the role's own redis-cli)."""
+    them, or they would refuse the new token (the app's, and the role's own valkey-cli)."""
     token_file = SECRETS_DIR / "cache_auth_token"
     old = secret("cache_auth_token")
     new = secrets.token_hex(24)  # letters and digits, as the sandbox makes them
     token_file.write_text(new)  # the sandbox reads its token here on every run
     try:
-        kill_site_run("cachestack.aws.redis_server : Start and enable every node")
+        kill_site_run("cachestack.aws.cache_server : Start and enable every node")
         assert redis_ping(old) == "PONG", "the killed run restarted the nodes after all"
 
         plan = ansible_playbook("site.yml", "--check", "--diff")
         assert plan.returncode == 0, plan.tail()
         # Under the free strategy task headers interleave: look for the note's message.
-        assert "/etc/redis/.cachestack-restart-pending is there" in plan.output, plan.tail()
+        assert "/etc/valkey/.cachestack-restart-pending is there" in plan.output, plan.tail()
         assert plan.recap()["cachestack-cache"]["changed"] >= 1, plan.tail()
         assert redis_ping(old) == "PONG", "the plan restarted the nodes"
 

@@ -71,7 +71,7 @@ def test_secrets_and_app_config_are_not_world_readable(first_deploy: PlaybookRun
 def test_redis_refuses_plaintext_and_clients_without_the_token(first_deploy: PlaybookRun) -> None:
     plaintext = in_container(
         "cachestack-cache",
-        "redis-cli",
+        "valkey-cli",
         "-h",
         "cachestack-cache",
         "-p",
@@ -81,10 +81,10 @@ def test_redis_refuses_plaintext_and_clients_without_the_token(first_deploy: Pla
     )
     assert "PONG" not in plaintext.stdout
     tls = (
-        "redis-cli",
+        "valkey-cli",
         "--tls",
         "--cacert",
-        "/etc/redis/tls/ca.crt",
+        "/etc/valkey/tls/ca.crt",
         "-h",
         "cachestack-cache",
         "-p",

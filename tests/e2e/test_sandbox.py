@@ -72,14 +72,14 @@ def test_a_cold_visit_is_the_slow_query_then_the_cache_answers(first_deploy: Pla
     assert first.status == 200, first.body
     assert first.headers["X-Cache"] == "MISS"
     assert first.seconds >= 5.0, f"a MISS runs pg_sleep(5), took {first.seconds:.2f} s"
-    assert "PostgreSQL 15" in first.body
+    assert "PostgreSQL 17" in first.body
     assert "cachestack-db" in first.body
 
     second = get()
     assert second.status == 200
     assert second.headers["X-Cache"] == "HIT"
     assert second.seconds < 0.050, f"a HIT took {second.seconds * 1000:.1f} ms"
-    assert "PostgreSQL 15" in second.body
+    assert "PostgreSQL 17" in second.body
 
 
 def test_readiness_names_each_dependency(first_deploy: PlaybookRun) -> None:
@@ -174,7 +174,7 @@ def test_drift_is_planned_by_check_diff_and_repaired_by_the_next_run(
     assert "app : Write the systemd unit" in web, web
     assert "app : Start the app" in web, web
     assert "app : Write the app configuration" in web, web  # the mode; content is no_log
-    assert "redis_server : Report what a real run would do" in cache, cache
+    assert "cache_server : Report what a real run would do" in cache, cache
     assert f"-{DRIFT_MARK}" in plan.output, "the diff shows the hand-made lines going away"
 
     assert repair.returncode == 0, repair.tail()
@@ -205,7 +205,7 @@ def test_the_plan_lists_a_new_migration_and_applies_nothing(
 
 def redis_ping(token: str) -> str:
     """PING on the first Redis node with this token: PONG, or the error it gets."""
-    ping = ("redis-cli", "--tls", "--cacert", "/etc/redis/tls/ca.crt", "-p", "6379", "PING")
+    ping = ("valkey-cli", "--tls", "--cacert", "/etc/valkey/tls/ca.crt", "-p", "6379", "PING")
     answer = in_container("cachestack-cache", *ping, check=False, env={"REDISCLI_AUTH": token})
     return (answer.stdout + answer.stderr).strip()
 
@@ -306,7 +306,7 @@ def test_a_new_redis_memory_limit_is_set_live_and_the_cache_keeps_its_data(
     wait_for(lambda: get(timeout=60).headers.get("X-Cache") == "HIT", 60)
     before = redis_run_ids()
     try:
-        run = ansible_playbook("site.yml", "-e", "redis_server_maxmemory_mb=200")
+        run = ansible_playbook("site.yml", "-e", "cache_server_maxmemory_mb=200")
         assert run.returncode == 0, run.tail()
         for port in ("6379", "6380"):
             assert redis_cli(port, "CONFIG", "GET", "maxmemory").split() == [

@@ -88,24 +88,24 @@ CASES = [
         "postgresql_server_port",
     ),
     (
-        "redis_server",
+        "cache_server",
         {
-            "redis_server_tls_cert_src": "/x.crt",
-            "redis_server_tls_key_src": "/x.key",
-            "redis_server_tls_ca_src": "/ca.crt",
+            "cache_server_tls_cert_src": "/x.crt",
+            "cache_server_tls_key_src": "/x.key",
+            "cache_server_tls_ca_src": "/ca.crt",
         },
-        "redis_server_auth_token",
+        "cache_server_auth_token",
     ),
     (
-        "redis_server",
+        "cache_server",
         {
-            "redis_server_auth_token": SECRET,
-            "redis_server_tls_cert_src": "/x.crt",
-            "redis_server_tls_key_src": "/x.key",
-            "redis_server_tls_ca_src": "/ca.crt",
-            "redis_server_shards": 0,
+            "cache_server_auth_token": SECRET,
+            "cache_server_tls_cert_src": "/x.crt",
+            "cache_server_tls_key_src": "/x.key",
+            "cache_server_tls_ca_src": "/ca.crt",
+            "cache_server_shards": 0,
         },
-        "redis_server_shards",
+        "cache_server_shards",
     ),
     ("app", {"cachestack_db_host": "db", "cachestack_cache_host": "cache"}, "app_db_password"),
     (
@@ -241,12 +241,12 @@ STRING_NUMBERS = [
     ("cache", {"cache_auth_token": SECRET, "cache_replicas_per_node_group": "2"}),
     ("postgresql_server", {"postgresql_server_port": "5433"}),
     (
-        "redis_server",
+        "cache_server",
         {
-            "redis_server_shards": "2",
-            "redis_server_replicas_per_shard": "1",
-            "redis_server_port": "7000",
-            "redis_server_maxmemory_mb": "64",
+            "cache_server_shards": "2",
+            "cache_server_replicas_per_shard": "1",
+            "cache_server_port": "7000",
+            "cache_server_maxmemory_mb": "64",
         },
     ),
     ("web_instance", {"web_instance_metadata_hop_limit": "3"}),
@@ -258,11 +258,11 @@ REQUIRED = {
         "postgresql_server_tls_key_src": "/x.key",
         "postgresql_server_allowed_clients": ["10.0.1.0/24"],
     },
-    "redis_server": {
-        "redis_server_auth_token": SECRET,
-        "redis_server_tls_cert_src": "/x.crt",
-        "redis_server_tls_key_src": "/x.key",
-        "redis_server_tls_ca_src": "/ca.crt",
+    "cache_server": {
+        "cache_server_auth_token": SECRET,
+        "cache_server_tls_cert_src": "/x.crt",
+        "cache_server_tls_key_src": "/x.key",
+        "cache_server_tls_ca_src": "/ca.crt",
     },
 }
 
