@@ -23,7 +23,7 @@ def test_miss_then_hit(app_db, clean_redis, make_app):
     assert first.status_code == 200
     assert first.headers["X-Cache"] == "MISS"
     page = first.get_data(as_text=True)
-    assert "PostgreSQL 15" in page
+    assert "PostgreSQL 17" in page
     assert f"<strong>{app_db.host}</strong>" in page
     assert "Cache: <strong>MISS</strong>" in page
     assert "Elapsed time:" in page
@@ -75,7 +75,7 @@ def test_a_miss_rechecks_the_cache_once_it_holds_the_lock(app_db, clean_redis, m
     late = client.get("/")
     assert late.status_code == 200
     assert late.headers["X-Cache"] == "MISS"
-    assert "PostgreSQL 15" in late.get_data(as_text=True)
+    assert "PostgreSQL 17" in late.get_data(as_text=True)
     assert len(gets) == 2  # the first GET, then the check under the lock
     assert slow_calls(app_db) == 1
     assert clean_redis.client().exists(LOCK_KEY) == 0
