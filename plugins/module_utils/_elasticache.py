@@ -16,6 +16,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ansible_collections.cachestack.aws.plugins.module_utils import (
+    _elasticache_engines as engines,
+)
+
 # Options compared against the running group and sent through ModifyReplicationGroup.
 # (option name, API parameter of ModifyReplicationGroup)
 MODIFIABLE = (
@@ -238,7 +242,7 @@ def auth_token_problems(token: str) -> list[str]:
 
 def validate(params: dict[str, Any], current: dict[str, Any] | None) -> list[str]:
     """Return the reasons the request cannot be carried out (empty when it can)."""
-    errors = []
+    errors = engines.engine_problems(params, current)
     token = params.get("auth_token")
     if token:
         errors.extend(auth_token_problems(token))

@@ -54,16 +54,24 @@ options:
     type: str
   engine:
     description:
-      - The engine. Changing V(redis) to V(valkey) upgrades the group in place (give
-        O(engine_version) with it).
+      - The engine. Changing V(redis) to V(valkey) upgrades the group in place with one
+        C(ModifyReplicationGroup) call carrying the new engine, O(engine_version) (required
+        for the change) and the new family's parameter group; the group keeps its
+        endpoints. AWS cannot change V(valkey) back to V(redis), so the module refuses
+        that before any call.
       - AWS uses V(redis) when creating without it.
+      - Redis OSS versions end at 7.1 (families C(redis4.0), C(redis5.0), C(redis6.x),
+        C(redis7)); Valkey has 7.2 (C(valkey7)), 8.0 to 8.2 (C(valkey8)) and 9.0
+        (C(valkey9)). A version of the other engine is refused before any call.
     choices: ['redis', 'valkey']
     type: str
   engine_version:
     description:
-      - The engine version, for example V(7.1).
+      - The engine version, for example V(8.2) (Valkey) or V(7.1) (Redis OSS).
       - Compared by its parts, so V(7.1) asked while V(7.1.0) runs is no change, and an
         V(x) part matches anything (V(6.x)).
+      - ElastiCache never downgrades, so a version older than the running one is refused
+        before any call.
     type: str
   cache_node_type:
     description:
@@ -145,6 +153,18 @@ options:
   cache_parameter_group_name:
     description:
       - The cache parameter group.
+      - When not set and creating with O(engine_version), AWS's default group of the
+        engine's family is used, C(default.<family>.cluster.on) with
+        O(cluster_mode=enabled) (for example C(default.valkey8.cluster.on) for Valkey 8.2)
+        and C(default.<family>) otherwise. Without O(engine_version) none is sent and AWS
+        chooses.
+      - When not set on an existing group, the group's parameter group is left alone,
+        unless O(engine) or O(engine_version) moves the group to another family; then a
+        C(default.*) group is replaced by the new family's default in the same call, and a
+        group of your own is an error asking for one of the new family.
+      - An AWS default group (C(default.*)) is checked against O(engine),
+        O(engine_version) and O(cluster_mode) before any call (its family must be the
+        version's, and cluster mode needs C(.cluster.on)); other names are not checked.
     type: str
   cache_subnet_group_name:
     description:
@@ -235,12 +255,12 @@ attributes:
 """
 
 EXAMPLES = r"""
-- name: A Redis cluster with one shard and one replica, TLS, AUTH and encryption at rest
+- name: A Valkey cluster with one shard and one replica, TLS, AUTH and encryption at rest
   cachestack.aws.elasticache_replication_group:
     replication_group_id: cachestack
     description: cachestack cache
-    engine: redis
-    engine_version: "7.1"
+    engine: valkey
+    engine_version: "8.2"  # parameter group default.valkey8.cluster.on
     cache_node_type: cache.t4g.micro
     cluster_mode: enabled
     num_node_groups: 1
@@ -261,6 +281,14 @@ EXAMPLES = r"""
 - name: Connect clients to the configuration endpoint
   ansible.builtin.debug:
     msg: "{{ cache.configuration_endpoint.address }}:{{ cache.configuration_endpoint.port }}"
+
+- name: Upgrade a Redis OSS 7.1 group to Valkey 8.2 in place (same endpoint)
+  cachestack.aws.elasticache_replication_group:
+    replication_group_id: cachestack
+    engine: valkey
+    engine_version: "8.2"
+    cluster_mode: enabled
+    apply_immediately: true
 
 - name: Start creating without waiting (another task can wait later)
   cachestack.aws.elasticache_replication_group:
@@ -323,12 +351,12 @@ engine:
   description: The engine.
   returned: when the group exists
   type: str
-  sample: redis
+  sample: valkey
 engine_version:
   description: The engine version the member clusters run, when AWS reports it.
   returned: when the group exists
   type: str
-  sample: 7.1.0
+  sample: 8.2.0
 cluster_mode:
   description: The cluster mode (V(enabled), V(disabled) or V(compatible)).
   returned: when the group exists
@@ -480,7 +508,7 @@ replication_group:
     auth_token_enabled: true
     at_rest_encryption_enabled: true
     cache_node_type: cache.t4g.micro
-    engine: redis
+    engine: valkey
     arn: arn:aws:elasticache:us-east-1:123456789012:replicationgroup:cachestack
 """
 
@@ -501,6 +529,9 @@ from ansible_collections.amazon.aws.plugins.module_utils.tagging import (
     compare_aws_tags,
 )
 from ansible_collections.cachestack.aws.plugins.module_utils import _elasticache as plan
+from ansible_collections.cachestack.aws.plugins.module_utils import (
+    _elasticache_engines as engines,
+)
 
 # Seconds between two DescribeReplicationGroups polls of a wait (the unit tests lower it).
 WAIT_DELAY: float = 15
@@ -511,7 +542,8 @@ class ReplicationGroupManager:
 
     def __init__(self, module: AnsibleAWSModule) -> None:
         self.module = module
-        self.params = module.params
+        # A copy: the parameter group AWS's defaults fill in is planned, not echoed back.
+        self.params = dict(module.params)
         self.group_id = module.params["replication_group_id"]
         self.client = module.client("elasticache", retry_decorator=AWSRetry.jittered_backoff())
         self.changed = False
@@ -668,6 +700,7 @@ class ReplicationGroupManager:
         """Compare the group with the options; return (operation, summary, request) steps."""
         member = self.describe_member(group)
         current = plan.current_state(group, member)
+        self.resolve_parameter_group(current)
         errors = plan.validate(self.params, current)
         if errors:
             self.module.fail_json(msg="; ".join(errors))
@@ -742,7 +775,17 @@ class ReplicationGroupManager:
         self.tags = current if self.module.check_mode else after_tags
         self.tags_read = True
 
+    def resolve_parameter_group(self, current: dict[str, Any] | None) -> None:
+        """Fill in the parameter group AWS's defaults give the engine, version and cluster
+        mode when the task names none (see engines.resolve_parameter_group), or fail."""
+        asked = dict(self.module.params)
+        name, errors = engines.resolve_parameter_group(asked, current)
+        if errors:
+            self.module.fail_json(msg="; ".join(errors))
+        self.params["cache_parameter_group_name"] = name
+
     def create(self) -> dict[str, Any]:
+        self.resolve_parameter_group(None)
         errors = plan.validate(self.params, None)
         if errors:
             self.module.fail_json(msg="; ".join(errors))

@@ -558,8 +558,10 @@ def test_create_sends_cluster_mode_and_sizes(stubbed: tuple[Any, Stubber]) -> No
         {
             "ReplicationGroupId": GROUP_ID,
             "ReplicationGroupDescription": "cache",
-            "Engine": "redis",
-            "EngineVersion": "7.1",
+            "Engine": "valkey",
+            "EngineVersion": "8.2",
+            # Not given: AWS's default cluster-mode group of Valkey 8.
+            "CacheParameterGroupName": "default.valkey8.cluster.on",
             "ClusterMode": "enabled",
             "NumNodeGroups": 1,
             "ReplicasPerNodeGroup": 1,
@@ -580,8 +582,8 @@ def test_create_sends_cluster_mode_and_sizes(stubbed: tuple[Any, Stubber]) -> No
         stubber,
         None,
         description="cache",
-        engine="redis",
-        engine_version="7.1",
+        engine="valkey",
+        engine_version="8.2",
         cluster_mode="enabled",
         num_node_groups=1,
         replicas_per_node_group=1,
@@ -1317,3 +1319,113 @@ def test_every_returned_key_is_documented(stubbed: tuple[Any, Stubber]) -> None:
     documented = set(yaml.safe_load(erg.RETURN))
     assert {"tags", "tags_read"} <= set(result)
     assert set(result) - {"changed", "diff"} <= documented
+
+
+# Engines: Redis OSS to Valkey in place, and what AWS refuses
+
+
+def test_redis_to_valkey_is_one_modify_with_engine_version_and_group(
+    stubbed: tuple[Any, Stubber],
+) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group))
+    stubber.add_response(
+        "modify_replication_group",
+        {"ReplicationGroup": group},
+        {
+            "ReplicationGroupId": GROUP_ID,
+            "Engine": "valkey",
+            "EngineVersion": "8.2",
+            "CacheParameterGroupName": "default.valkey8.cluster.on",
+            "ApplyImmediately": True,
+        },
+    )
+    manager = run_present(
+        client,
+        stubber,
+        group,
+        engine="valkey",
+        engine_version="8.2",
+        cluster_mode="enabled",
+        apply_immediately=True,
+    )
+    assert manager.changed is True
+    assert manager.actions == [
+        "ModifyReplicationGroup Engine,EngineVersion,CacheParameterGroupName"
+    ]
+    assert (manager.before["engine"], manager.after["engine"]) == ("redis", "valkey")
+    assert manager.before["cache_parameter_group_name"] == "default.redis7.cluster.on"
+    assert manager.after["cache_parameter_group_name"] == "default.valkey8.cluster.on"
+    assert manager.after["engine_version"] == "8.2"
+
+
+def test_redis_to_valkey_in_check_mode_makes_no_call(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    group = group_of([1])
+    expect_read(stubber, group, member_of(group))
+    manager = run_present(
+        client, stubber, group, check_mode=True, engine="valkey", engine_version="8.2"
+    )
+    assert manager.changed is True
+    assert manager.actions == [
+        "ModifyReplicationGroup Engine,EngineVersion,CacheParameterGroupName"
+    ]
+    assert manager.after["engine"] == "valkey"
+
+
+@pytest.mark.parametrize(
+    ("member", "params", "says"),
+    [
+        (
+            {"Engine": "valkey", "EngineVersion": "8.2.0"},
+            {"engine": "redis", "engine_version": "7.1"},
+            "cannot change Valkey back to Redis OSS",
+        ),
+        (
+            {"Engine": "valkey", "EngineVersion": "8.2.0"},
+            {"engine": "valkey", "engine_version": "8.1"},
+            "engine_version=8.1 is older than the 8.2.0 the group runs",
+        ),
+        (
+            {},
+            {"engine": "valkey", "cache_parameter_group_name": "default.redis7.cluster.on"},
+            "is a redis7 group, which engine=valkey cannot use",
+        ),
+        (
+            {"CacheParameterGroup": {"CacheParameterGroupName": "cachestack-redis7"}},
+            {"engine": "valkey", "engine_version": "8.2"},
+            "uses its own parameter group cachestack-redis7",
+        ),
+    ],
+    ids=["valkey-to-redis", "downgrade", "mismatched-group", "own-group-across-families"],
+)
+def test_engine_changes_aws_refuses_fail_before_any_change(
+    stubbed: tuple[Any, Stubber], member: dict[str, Any], params: dict[str, Any], says: str
+) -> None:
+    client, stubber = stubbed
+    group = group_of([1], Engine=member.get("Engine", "redis"))
+    # Only the reads: the Stubber fails on any other call.
+    expect_read(stubber, group, member_of(group, **member))
+    with pytest.raises(ModuleFailed, match=says):
+        run_present(client, stubber, None, **params)
+
+
+def test_mismatched_group_fails_before_create(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    stubber.add_client_error(
+        "describe_replication_groups",
+        service_error_code="ReplicationGroupNotFoundFault",
+        http_status_code=404,
+        expected_params={"ReplicationGroupId": GROUP_ID},
+    )
+    with pytest.raises(ModuleFailed, match="needs family valkey8"):
+        run_present(
+            client,
+            stubber,
+            None,
+            engine="valkey",
+            engine_version="8.2",
+            cluster_mode="enabled",
+            cache_parameter_group_name="default.redis7.cluster.on",
+        )
