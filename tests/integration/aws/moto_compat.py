@@ -49,7 +49,12 @@ RDS was given (AWS's API never returns it, nor does moto's).
 
 ``standin_secrets.py`` holds a force-deleted secret's name for a few seconds, as AWS does.
 ``standin_catalogue.py`` makes DescribeOrderableDBInstanceOptions list PostgreSQL's instance
-options by zone, as AWS does (moto lists none).
+options by zone, as AWS does (moto lists none), and registers the official Debian and
+Ubuntu images under their owners' accounts (moto's own images predate both).
+``standin_elasticache_engines.py`` makes ModifyReplicationGroup change the engine, version
+and parameter group as AWS does (refusing Valkey back to Redis OSS with
+``InvalidParameterCombination``) and lets DescribeCacheClusters describe a group's member
+clusters (moto has none).
 
 Nothing else differs from ``moto_server``.
 """
@@ -62,6 +67,7 @@ from typing import Any
 
 # Run as a script, this file's directory is on sys.path: the sibling module imports as is.
 import standin_catalogue
+import standin_elasticache_engines
 import standin_lifecycle
 import standin_secrets
 from moto.core import model_instances
@@ -227,7 +233,9 @@ def _model_data(self: MotoAPIResponse, request: Any, full_url: str, headers: Any
 
 
 MotoAPIResponse.model_data = _model_data  # type: ignore[method-assign]
-# After the patches above: the lifecycle wraps the response methods they set.
+# After the patches above, and before the lifecycle wraps the response methods they set
+# (so its call log records the engine refusals too).
+standin_elasticache_engines.install()
 standin_lifecycle.install()
 standin_catalogue.install()
 standin_secrets.install()
