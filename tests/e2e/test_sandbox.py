@@ -31,6 +31,7 @@ from tests.e2e.sandbox import (
     in_container,
     psql_argv,
     redis_cli,
+    secret,
     wait_for,
 )
 
@@ -51,6 +52,21 @@ def test_site_builds_three_systemd_hosts_and_says_where_to_look(first_deploy: Pl
     for container in CONTAINERS:
         state = in_container(container, "systemctl", "is-system-running", check=False)
         assert state.stdout.strip() == "running", (container, state.stdout, state.stderr)
+
+
+def test_every_host_runs_the_platform_we_ship(first_deploy: PlaybookRun) -> None:
+    # The OS molecule and the sandbox test is the OS the AWS instance gets (Debian 13),
+    # with the servers ElastiCache and RDS default to: Valkey 8 in cluster mode over TLS
+    # with AUTH (redis_cli speaks TLS and sends the token), and PostgreSQL 17.
+    for container in CONTAINERS:
+        release = in_container(container, "cat", "/etc/os-release").stdout
+        assert 'VERSION_ID="13"' in release and "ID=debian" in release, (container, release)
+    server = redis_cli("6379", "INFO", "server")
+    assert re.search(r"^valkey_version:8\.", server, re.MULTILINE), server
+    assert re.search(r"^server_mode:cluster", server, re.MULTILINE), server
+    assert "cluster_state:ok" in redis_cli("6379", "CLUSTER", "INFO")
+    version = in_container("cachestack-db", *psql_argv("SHOW server_version")).stdout
+    assert version.startswith("17."), version
 
 
 def test_the_deploy_checked_the_page_through_the_cache(first_deploy: PlaybookRun) -> None:
@@ -292,6 +308,33 @@ def test_a_site_nginx_refuses_fails_the_plan_as_it_fails_the_run(first_deploy: P
         != 0
     )
     assert get().status == 200
+
+
+def test_cache_engine_redis_swaps_the_server_in_place_and_back(first_deploy: PlaybookRun) -> None:
+    # Users on Redis OSS set cache_engine: redis; the sandbox then runs Debian's
+    # redis-server on the same ports (the Valkey nodes stopped), and back again.
+    try:
+        run = ansible_playbook("site.yml", "-e", "cache_engine=redis")
+        assert run.returncode == 0, run.tail()
+        units = in_container(
+            "cachestack-cache", "systemctl", "list-units", "--plain", "--no-legend", "*-server@*"
+        ).stdout
+        assert sorted(line.split()[0] for line in units.splitlines()) == [
+            "redis-server@6379.service",
+            "redis-server@6380.service",
+        ], units
+        token = {"REDISCLI_AUTH": secret("cache_auth_token")}
+        cli = ("redis-cli", "--tls", "--cacert", "/etc/redis/tls/ca.crt", "-h", "127.0.0.1")
+        server = in_container("cachestack-cache", *cli, "INFO", "server", env=token).stdout
+        assert re.search(r"^redis_version:8\.", server, re.MULTILINE), server
+        assert "valkey_version" not in server, server
+        wait_for(lambda: get(timeout=60).headers.get("X-Cache") in ("MISS", "HIT"), 60)
+        assert wait_for(lambda: get(timeout=60).headers.get("X-Cache") == "HIT", 60)
+    finally:
+        back = ansible_playbook("site.yml")
+    assert back.returncode == 0, back.tail()
+    assert re.search(r"^valkey_version:8\.", redis_cli("6379", "INFO", "server"), re.MULTILINE)
+    assert wait_for(lambda: get(timeout=60).headers.get("X-Cache") == "HIT", 60)
 
 
 def redis_run_ids() -> list[str]:

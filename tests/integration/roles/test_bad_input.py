@@ -107,6 +107,18 @@ CASES = [
         },
         "cache_server_shards",
     ),
+    (
+        "cache_server",
+        {
+            "cache_server_auth_token": SECRET,
+            "cache_server_tls_cert_src": "/x.crt",
+            "cache_server_tls_key_src": "/x.key",
+            "cache_server_tls_ca_src": "/ca.crt",
+            # ElastiCache's third engine, which Debian's archive does not have.
+            "cache_server_engine": "memcached",
+        },
+        "cache_server_engine",
+    ),
     ("app", {"cachestack_db_host": "db", "cachestack_cache_host": "cache"}, "app_db_password"),
     (
         "app",
