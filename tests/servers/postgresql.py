@@ -1,10 +1,14 @@
 """Real PostgreSQL servers on free loopback ports, for tests.
 
-Debian's PostgreSQL 15 binaries (``/usr/lib/postgresql/15/bin``) run a throwaway cluster
-in a temporary directory. When the tests run as root (as CI does), ``initdb`` and
-``pg_ctl`` run as the ``postgres`` user through ``runuser -u postgres --``. The cluster
-has a password-protected superuser and listens on 127.0.0.1 only (scram-sha-256 over
-TCP; the unix socket lives in the private temporary directory).
+PostgreSQL 17, the version the product ships: Debian 13's ``postgresql-17`` binaries
+(``/usr/lib/postgresql/17/bin``) in containers of the ``cachestack-servers`` image (see
+``tests/servers/container.py``). ``initdb`` runs once in a container; the server is then
+``postgres`` itself as a container's command, logging to ``postgresql.log``. The cluster
+lives in a temporary directory mounted at the same path, owned by the container's
+non-root uid (the image's ``postgres`` ids when the tests run as root). It has a
+password-protected superuser and listens on 127.0.0.1 only (``--network host``;
+scram-sha-256 over TCP; the unix socket lives in the private temporary directory).
+``stop()`` is a fast shutdown (SIGINT), ``freeze()`` a ``docker pause``.
 
 Use the fixtures from a ``conftest.py``::
 
@@ -22,18 +26,15 @@ Use the fixtures from a ``conftest.py``::
 with ``dsn()``/``connect()`` for that database).
 
 Outside pytest, :func:`start_postgresql` returns a started server; call ``destroy()``
-when done. A missing binary raises :class:`PostgresServerError`: tests fail, never skip.
+when done. A missing docker or servers image raises :class:`PostgresServerError` (run
+``scripts/setup``): tests fail, never skip.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,8 +44,12 @@ from typing import Any
 
 import pytest
 
-PG_BIN = Path(os.environ.get("CACHESTACK_PG_BIN", "/usr/lib/postgresql/15/bin"))
+from tests.servers import container
+
+PG_BIN = Path("/usr/lib/postgresql/17/bin")  # inside the servers image
 SUPERUSER = "cachestack_admin"
+# pg_ctl's shutdown modes, as the signals the postmaster takes them from.
+STOP_SIGNALS = {"smart": "SIGTERM", "fast": "SIGINT", "immediate": "SIGQUIT"}
 
 
 class PostgresServerError(RuntimeError):
@@ -56,32 +61,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    """Prefix a command so it runs as the postgres user when we are root."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *cmd]
-    return cmd
-
-
-def _chown_to_postgres(path: Path) -> None:
-    if os.geteuid() == 0:
-        shutil.chown(path, user="postgres", group="postgres")
-
-
-def _run(cmd: list[str], what: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(
-            _as_postgres(cmd), capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except FileNotFoundError as exc:
-        raise PostgresServerError(f"{what}: {exc}") from exc
-    if proc.returncode != 0:
-        raise PostgresServerError(
-            f"{what} failed ({proc.returncode}): {proc.stdout.strip()} {proc.stderr.strip()}"
-        )
-    return proc
 
 
 @dataclass
@@ -98,6 +77,7 @@ class PostgresServer:
     # (certificate, key) PEM files: the server then also speaks TLS (ssl = on).
     tls: tuple[Path, Path] | None = None
     ca_file: Path | None = None  # the CA that signed the TLS certificate, when known
+    server: container.Container | None = field(default=None, repr=False)
 
     @property
     def datadir(self) -> Path:
@@ -112,10 +92,7 @@ class PostgresServer:
         return self.basedir / "postgresql.log"
 
     def init(self) -> None:
-        """Run initdb with a password-protected superuser."""
-        initdb = PG_BIN / "initdb"
-        if not initdb.exists():
-            raise PostgresServerError(f"{initdb} not found: install Debian's postgresql-15")
+        """Run initdb (in a container) with a password-protected superuser."""
         self.basedir.mkdir(parents=True, exist_ok=True)
         self.basedir.chmod(0o700)
         self.socketdir.mkdir(exist_ok=True)
@@ -123,34 +100,36 @@ class PostgresServer:
         pwfile = self.basedir / "pwfile"
         pwfile.write_text(self.password + "\n")
         pwfile.chmod(0o600)
-        for path in (self.basedir, self.socketdir, pwfile):
-            _chown_to_postgres(path)
-        _run(
-            [
-                str(initdb),
-                "-D",
-                str(self.datadir),
-                "-U",
-                self.user,
-                f"--pwfile={pwfile}",
-                "--auth-host=scram-sha-256",
-                "--auth-local=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-            "initdb",
-            timeout=120,
-        )
-        pwfile.unlink()
+        try:
+            container.run_once(
+                self.basedir,
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    self.user,
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                timeout=120,
+                what="initdb",
+            )
+        except container.ContainerError as exc:
+            raise PostgresServerError(f"initdb: {exc}") from exc
+        finally:
+            pwfile.unlink(missing_ok=True)
         tls_conf: dict[str, str] = {}
         if self.tls:
             cert, key = self.basedir / "server.crt", self.basedir / "server.key"
             shutil.copyfile(self.tls[0], cert)
             shutil.copyfile(self.tls[1], key)
             key.chmod(0o600)
-            for path in (cert, key):
-                _chown_to_postgres(path)
             tls_conf = {"ssl": "on", "ssl_cert_file": f"'{cert}'", "ssl_key_file": f"'{key}'"}
         conf = {
             "listen_addresses": "'127.0.0.1'",
@@ -171,76 +150,68 @@ class PostgresServer:
                 fh.write(f"{key} = {value}\n")
 
     def start(self, timeout: float = 60) -> None:
-        """Start the server and wait until it accepts connections."""
-        _run(
-            [
-                str(PG_BIN / "pg_ctl"),
-                "-D",
-                str(self.datadir),
-                "-l",
-                str(self.logfile),
-                "-w",
-                "-t",
-                str(int(timeout)),
-                "start",
-            ],
-            "pg_ctl start",
-            timeout=timeout + 10,
-        )
+        """Start the server (a new container, same directory and port) and wait until
+        it accepts connections."""
+        if self.server is None:
+            self.server = container.Container(
+                what="postgresql",
+                directory=self.basedir,
+                # postgres itself is the container's process 1; its log goes to a file.
+                argv=[
+                    "sh",
+                    "-c",
+                    'exec "$0" -D "$1" >>"$2" 2>&1',
+                    str(PG_BIN / "postgres"),
+                    str(self.datadir),
+                    str(self.logfile),
+                ],
+                stop_signal=STOP_SIGNALS["fast"],
+            )
+        try:
+            self.server.start()
+        except container.ContainerError as exc:
+            raise PostgresServerError(f"PostgreSQL: {exc}") from exc
         self.wait_ready(timeout)
 
-    def stop(self, mode: str = "fast") -> None:
-        """Stop the server (mode: smart, fast or immediate)."""
-        _run(
-            [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"],
-            "pg_ctl stop",
-        )
+    def stop(self, mode: str = "fast", timeout: float = 60) -> None:
+        """Stop the server (mode: smart, fast or immediate, as pg_ctl's) and wait for it."""
+        if self.server is not None:
+            self.server.stop(timeout, STOP_SIGNALS[mode])
 
     def restart(self) -> None:
         self.stop()
         self.start()
 
-    def _pids(self) -> list[int]:
-        """The postmaster and its children (backends and background processes)."""
-        postmaster = int((self.datadir / "postmaster.pid").read_text().split()[0])
-        children = subprocess.run(
-            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
-        ).stdout.split()
-        return [postmaster, *map(int, children)]
-
-    def _signal_all(self, signum: int) -> None:
-        for pid in self._pids():
-            with contextlib.suppress(ProcessLookupError):  # a child that just ended
-                os.kill(pid, signum)
-
     def freeze(self) -> None:
-        """SIGSTOP every server process: the kernel still accepts connections and
-        acknowledges what clients send, but nothing answers (a hung server)."""
-        self._signal_all(signal.SIGSTOP)
+        """``docker pause``: every server process stops (the cgroup freezer, as SIGSTOP to
+        each); the kernel still accepts connections and acknowledges what clients send,
+        but nothing answers (a hung server)."""
+        if self.server is not None:
+            self.server.pause()
 
     def thaw(self) -> None:
-        """SIGCONT after :meth:`freeze`."""
-        self._signal_all(signal.SIGCONT)
+        """``docker unpause`` after :meth:`freeze`."""
+        if self.server is not None:
+            self.server.unpause()
 
     def is_running(self) -> bool:
-        proc = subprocess.run(
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "status"]),
-            capture_output=True,
-            check=False,
-        )
-        return proc.returncode == 0
+        return self.server is not None and self.server.running()
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
+            if not self.is_running():
+                last = RuntimeError("the server's container exited")
+                break
             try:
                 self.connect().close()
                 return
             except Exception as exc:  # retried until the deadline
                 last = exc
-                time.sleep(0.1)
-        raise PostgresServerError(f"PostgreSQL on port {self.port} not ready: {last}")
+                time.sleep(0.05)
+        log = self.server.log_tail() if self.server else ""
+        raise PostgresServerError(f"PostgreSQL on port {self.port} not ready: {last}\n{log}")
 
     def dsn(self, dbname: str | None = None, **extra: Any) -> str:
         """A libpq keyword DSN for this server (sslmode=disable unless given)."""
@@ -283,12 +254,10 @@ class PostgresServer:
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def destroy(self) -> None:
-        """Stop the server (if running) and remove its directory."""
+        """Remove the server's container (``docker rm -f``, frozen or not) and directory."""
         try:
-            if self.datadir.exists() and self.is_running():
-                with contextlib.suppress(OSError, ValueError):  # a test that froze it
-                    self.thaw()
-                self.stop("immediate")
+            if self.server is not None:
+                self.server.remove()
         finally:
             shutil.rmtree(self.basedir, ignore_errors=True)
 

@@ -1,16 +1,22 @@
-"""Real Redis servers on free loopback ports, for tests.
+"""Real Valkey / Redis servers on free loopback ports, for tests.
 
-Debian's ``redis-server`` runs in the foreground from a config file in a temporary
-directory, listening on 127.0.0.1 only. Three shapes, like the ones the app meets:
+The engines the product ships, from Debian 13 in containers of the ``cachestack-servers``
+image (see ``tests/servers/container.py``): Valkey 8.1 (``valkey-server``), the default
+and the engine of every fixture but one, and Redis OSS 8.0 (``redis-server``), the
+alternative engine (``engine="redis"``; the ``redis_oss_cluster`` fixture). The server
+runs in the foreground as the container's command, from a config file in a temporary
+directory mounted at the same path, with ``--network host`` and ``bind 127.0.0.1``: on
+the host's loopback only. TLS certificates are copied into that directory, owned by the
+container's uid (the key is 0600). Three shapes, like the ones the app meets:
 
-* plain Redis (no TLS, no password);
-* Redis with TLS and ``requirepass`` (certificates made by the fixture: a CA and a server
+* plain (no TLS, no password);
+* TLS and ``requirepass`` (certificates made by the fixture: a CA and a server
   certificate for ``localhost`` / ``127.0.0.1``; clients are not asked for certificates,
   as on ElastiCache);
-* a one-shard Redis Cluster with TLS and AUTH, one primary and one replica, ``port 0``
+* a one-shard cluster with TLS and AUTH, one primary and one replica, ``port 0``
   (no plaintext port), ``tls-cluster yes`` and ``tls-replication yes``: the shape of
   ElastiCache's cluster mode. It forms with ``CLUSTER ADDSLOTSRANGE 0 16383``,
-  ``CLUSTER MEET`` and ``CLUSTER REPLICATE`` (``redis-cli --cluster create`` wants three
+  ``CLUSTER MEET`` and ``CLUSTER REPLICATE`` (``valkey-cli --cluster create`` wants three
   primaries).
 
 Use the fixtures from a ``conftest.py``::
@@ -21,24 +27,25 @@ Use the fixtures from a ``conftest.py``::
         tls_certificates,  # session: CA + server certificate files
         redis_tls_server,  # session: TLS + requirepass
         redis_cluster,  # session: one-shard cluster, TLS + AUTH
+        redis_oss_cluster,  # session: the same on Redis OSS 8.0 (redis-server)
     )
 
 Servers are :class:`RedisServer` (``host``, ``port``, ``password``, ``tls``, ``ca_file``,
 ``client()``, ``stop()``, ``kill()``, ``start()``, ``freeze()``, ``thaw()``); the cluster
 is a :class:`RedisClusterServer` (``host``, ``port`` of the primary, ``nodes``,
 ``client()``). Session servers are shared: flush them (``client().flushall()``) rather than
-stop them. A missing ``redis-server`` raises :class:`RedisServerError`: tests fail, never skip.
+stop them. ``stop()`` is ``docker stop``, ``kill()`` ``docker kill``, ``freeze()`` ``docker
+pause``; ``start()`` again runs a new container on the same port and config. A missing docker
+or servers image raises :class:`RedisServerError` (run ``scripts/setup``): tests fail, never
+skip.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import secrets
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -48,13 +55,16 @@ from typing import Any
 
 import pytest
 
+from tests.servers import container
 from tests.servers.postgresql import free_port
 
-REDIS_SERVER = os.environ.get("CACHESTACK_REDIS_SERVER", "redis-server")
+# The engine's server binary in the servers image: Valkey 8.1 by default, Redis OSS 8.0.
+ENGINES = {"valkey": "valkey-server", "redis": "redis-server"}
+DEFAULT_ENGINE = "valkey"
 
 
 class RedisServerError(RuntimeError):
-    """The test Redis server could not be started."""
+    """The test Valkey / Redis server could not be started."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +160,7 @@ def make_certificates(
 
 @dataclass
 class RedisServer:
-    """One redis-server process on 127.0.0.1, plain or TLS-only."""
+    """One valkey-server (or redis-server) on 127.0.0.1, plain or TLS-only."""
 
     basedir: Path
     port: int
@@ -159,7 +169,12 @@ class RedisServer:
     cluster: bool = False
     cluster_port: int | None = None
     host: str = "127.0.0.1"
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    engine: str = DEFAULT_ENGINE  # "valkey" (valkey-server) or "redis" (redis-server)
+    server: container.Container | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise RedisServerError(f"engine {self.engine!r}: not one of {sorted(ENGINES)}")
 
     @property
     def tls(self) -> bool:
@@ -189,12 +204,18 @@ class RedisServer:
             "appendonly no",
         ]
         if self.certs:
+            # Copies in the mounted directory, owned by the container's uid with it.
+            tls = self.basedir / "tls"
+            tls.mkdir(exist_ok=True)
+            for src in (self.certs.cert_file, self.certs.key_file, self.certs.ca_file):
+                shutil.copyfile(src, tls / src.name)
+            (tls / self.certs.key_file.name).chmod(0o600)
             lines += [
                 "port 0",
                 f"tls-port {self.port}",
-                f"tls-cert-file {self.certs.cert_file.resolve()}",
-                f"tls-key-file {self.certs.key_file.resolve()}",
-                f"tls-ca-cert-file {self.certs.ca_file.resolve()}",
+                f"tls-cert-file {tls / self.certs.cert_file.name}",
+                f"tls-key-file {tls / self.certs.key_file.name}",
+                f"tls-ca-cert-file {tls / self.certs.ca_file.name}",
                 "tls-auth-clients no",
             ]
         else:
@@ -216,22 +237,26 @@ class RedisServer:
 
     def start(self, timeout: float = 20) -> None:
         """Start (or start again, same port and config) and wait for PING."""
-        if shutil.which(REDIS_SERVER) is None and not Path(REDIS_SERVER).exists():
-            raise RedisServerError(f"{REDIS_SERVER} not found: install Debian's redis-server")
         if not self.conffile.exists():
             self.write_config()
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, str(self.conffile)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        if self.server is None:
+            self.server = container.Container(
+                what=self.engine,
+                directory=self.basedir,
+                argv=[ENGINES[self.engine], str(self.conffile)],
+            )
+        try:
+            self.server.start()
+        except container.ContainerError as exc:
+            raise RedisServerError(f"{ENGINES[self.engine]}: {exc}") from exc
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
+            if not self.is_running():
+                last = RuntimeError("the server's container exited")
                 break
             try:
                 client = self.client(socket_timeout=1, socket_connect_timeout=1)
@@ -244,7 +269,11 @@ class RedisServer:
                 last = exc
             time.sleep(0.05)
         log = self.logfile.read_text()[-3000:] if self.logfile.exists() else ""
-        raise RedisServerError(f"redis-server on port {self.port} not ready: {last}\n{log}")
+        if self.server is not None:
+            log += self.server.log_tail()
+        raise RedisServerError(
+            f"{ENGINES[self.engine]} on port {self.port} not ready: {last}\n{log}"
+        )
 
     def client_kwargs(self) -> dict[str, Any]:
         """Connection arguments for redis-py (redis.Redis / RedisCluster)."""
@@ -263,42 +292,32 @@ class RedisServer:
         return redis.Redis(**{**self.client_kwargs(), **extra})
 
     def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.server is not None and self.server.running()
 
     def stop(self, timeout: float = 10) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL) and wait for it."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.thaw()
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        self.process = None
+        """``docker stop``: SIGTERM, then SIGKILL after ``timeout``; waits for it."""
+        if self.server is not None:
+            self.server.stop(timeout)
 
     def kill(self) -> None:
-        """SIGKILL the server: it vanishes mid-run."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
+        """``docker kill`` (SIGKILL): the server vanishes mid-run."""
+        if self.server is not None:
+            self.server.kill()
 
     def freeze(self) -> None:
-        """SIGSTOP: the port still accepts connections but nothing answers."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGSTOP)
+        """``docker pause``: the port still accepts connections but nothing answers."""
+        if self.server is not None:
+            self.server.pause()
 
     def thaw(self) -> None:
-        """SIGCONT after :meth:`freeze`."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
+        """``docker unpause`` after :meth:`freeze`."""
+        if self.server is not None:
+            self.server.unpause()
 
     def destroy(self) -> None:
         try:
-            self.stop()
+            if self.server is not None:
+                self.server.remove()
         finally:
             shutil.rmtree(self.basedir, ignore_errors=True)
 
@@ -307,9 +326,11 @@ def start_redis(
     password: str | None = None,
     certs: TLSCertificates | None = None,
     cluster: bool = False,
+    engine: str = DEFAULT_ENGINE,
 ) -> RedisServer:
-    """Start a redis-server on a free loopback port in a new temporary directory."""
-    basedir = Path(tempfile.mkdtemp(prefix="cachestack-redis-"))
+    """Start a server of the engine ('valkey' or 'redis') on a free loopback port in a new
+    temporary directory."""
+    basedir = Path(tempfile.mkdtemp(prefix=f"cachestack-{engine}-"))
     server = RedisServer(
         basedir=basedir,
         port=free_port(),
@@ -317,6 +338,7 @@ def start_redis(
         certs=certs,
         cluster=cluster,
         cluster_port=free_port() if cluster else None,
+        engine=engine,
     )
     try:
         server.start()
@@ -328,7 +350,7 @@ def start_redis(
 
 @dataclass
 class RedisClusterServer:
-    """A one-shard Redis Cluster: nodes[0] is the primary, nodes[1] its replica."""
+    """A one-shard cluster: nodes[0] is the primary, nodes[1] its replica."""
 
     nodes: list[RedisServer]
     password: str = field(repr=False)
@@ -373,13 +395,16 @@ def _cluster_info(node: RedisServer) -> dict[str, str]:
     return dict(line.split(":", 1) for line in text.split() if ":" in line)
 
 
-def start_redis_cluster(certs: TLSCertificates, timeout: float = 30) -> RedisClusterServer:
-    """Start two TLS+AUTH cluster nodes and join them as one shard (primary + replica)."""
+def start_redis_cluster(
+    certs: TLSCertificates, timeout: float = 30, engine: str = DEFAULT_ENGINE
+) -> RedisClusterServer:
+    """Start two TLS+AUTH cluster nodes of the engine ('valkey' or 'redis') and join them
+    as one shard (primary + replica)."""
     password = secrets.token_urlsafe(16)
     nodes: list[RedisServer] = []
     try:
         for _node in range(2):
-            nodes.append(start_redis(password=password, certs=certs, cluster=True))
+            nodes.append(start_redis(password=password, certs=certs, cluster=True, engine=engine))
         primary, replica = nodes
         pc, rc = primary.client(), replica.client()
         try:
@@ -426,7 +451,7 @@ def tls_certificates() -> Iterator[TLSCertificates]:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    """Plain Redis for the whole session. Flush it, do not stop it."""
+    """Plain Valkey for the whole session. Flush it, do not stop it."""
     server = start_redis()
     try:
         yield server
@@ -436,7 +461,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_private_server() -> Iterator[RedisServer]:
-    """Plain Redis of this test's own: kill, freeze and restart it freely."""
+    """Plain Valkey of this test's own: kill, freeze and restart it freely."""
     server = start_redis()
     try:
         yield server
@@ -446,7 +471,7 @@ def redis_private_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def redis_tls_server(tls_certificates: TLSCertificates) -> Iterator[RedisServer]:
-    """Redis speaking only TLS, with requirepass, for the whole session."""
+    """Valkey speaking only TLS, with requirepass, for the whole session."""
     server = start_redis(password=secrets.token_urlsafe(16), certs=tls_certificates)
     try:
         yield server
@@ -456,8 +481,18 @@ def redis_tls_server(tls_certificates: TLSCertificates) -> Iterator[RedisServer]
 
 @pytest.fixture(scope="session")
 def redis_cluster(tls_certificates: TLSCertificates) -> Iterator[RedisClusterServer]:
-    """A one-shard Redis Cluster (primary + replica) with TLS and AUTH."""
+    """A one-shard Valkey cluster (primary + replica) with TLS and AUTH."""
     cluster = start_redis_cluster(tls_certificates)
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_oss_cluster(tls_certificates: TLSCertificates) -> Iterator[RedisClusterServer]:
+    """The same one-shard cluster (TLS and AUTH) on Redis OSS 8.0, the alternative engine."""
+    cluster = start_redis_cluster(tls_certificates, engine="redis")
     try:
         yield cluster
     finally:

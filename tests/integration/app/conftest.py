@@ -1,5 +1,6 @@
-"""Fixtures for the app's integration tests: real PostgreSQL and Redis on loopback, the app
-in-process (werkzeug test client) or under gunicorn."""
+"""Fixtures for the app's integration tests: real PostgreSQL 17 and Valkey 8 (Redis OSS 8.0
+for one path) on loopback, in containers of the Debian 13 servers image (tests/servers/), the
+app in-process (werkzeug test client) or under gunicorn."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from tests.servers.postgresql import (  # noqa: F401  # pylint: disable=unused-i
 from tests.servers.redis import (  # noqa: F401  # pylint: disable=unused-import
     RedisServer,
     redis_cluster,
+    redis_oss_cluster,
     redis_private_server,
     redis_server,
     redis_tls_server,

@@ -1,4 +1,5 @@
-"""Degrading instead of failing: Redis killed or frozen, PostgreSQL stopped or frozen."""
+"""Degrading instead of failing: Valkey killed or frozen (docker kill, docker pause), PostgreSQL
+stopped or frozen."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def test_redis_killed_gives_bypass_then_hit_after_restart(app_db, redis_private_
     response = client.get("/")
     assert response.status_code == 200
     assert response.headers["X-Cache"] == "BYPASS"
-    assert "PostgreSQL 15" in response.get_data(as_text=True)
+    assert "PostgreSQL 17" in response.get_data(as_text=True)
     # While the breaker is open, Redis is not even tried.
     assert app.cache.breaker.state == "open"
     assert client.get("/").headers["X-Cache"] == "BYPASS"
@@ -93,7 +94,7 @@ def test_postgresql_stopped_serves_hit_and_miss_gets_503(
     hit = client.get("/")
     assert hit.status_code == 200
     assert hit.headers["X-Cache"] == "HIT"
-    assert "PostgreSQL 15" in hit.get_data(as_text=True)
+    assert "PostgreSQL 17" in hit.get_data(as_text=True)
 
     ready = client.get("/healthz/ready")
     assert ready.status_code == 503
@@ -214,7 +215,7 @@ def test_a_hung_server_costs_one_query_timeout_then_connect_timeouts(
         assert 1.9 < took < 3, took
     finally:
         pg.thaw()
-    assert db.slow_version()[0].startswith("PostgreSQL 15")
+    assert db.slow_version()[0].startswith("PostgreSQL 17")
     db.pool.close()
 
 
