@@ -5,7 +5,8 @@ One command, from the repository root::
     .venv/bin/python -m bench.app [--rounds 3] [--duration 6] [--slow-seconds 5]
         [--worker-class gthread]
 
-Starts PostgreSQL and Redis on loopback (the test fixtures' helpers), then both apps under
+Starts PostgreSQL 17 and Valkey 8 on loopback (the test fixtures' helpers: Debian 13's servers
+in containers of the servers image, bound to 127.0.0.1), then both apps under
 gunicorn with the same settings (``-w 2 -k gthread --threads 4``, with the app role's
 gthread worker class, ``gthread_fair.ThreadWorker``, unless told), drives them alternately
 with wrk on 127.0.0.1 (``-t2 -c16 -d6s``, warm cache) and prints requests/s, p50 and p99

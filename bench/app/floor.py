@@ -11,9 +11,8 @@ BODY = (
     b"<!doctype html>\n"
     b'<html lang="en">\n<head><meta charset="utf-8"><title>cachestack</title></head>\n'
     b"<body>\n<h1>cachestack</h1>\n"
-    b"<p>Database version: <strong>PostgreSQL 15.18 (Debian 15.18-0+deb12u1) on "
-    b"x86_64-pc-linux-gnu, compiled by gcc (Debian 12.2.0-14+deb12u1) 12.2.0, "
-    b"64-bit</strong></p>\n"
+    b"<p>Database version: <strong>PostgreSQL 17.12 (Debian 17.12-0+deb13u1) on "
+    b"x86_64-pc-linux-gnu, compiled by gcc (Debian 14.2.0-19) 14.2.0, 64-bit</strong></p>\n"
     b"<p>Database host: <strong>127.0.0.1</strong></p>\n"
     b"<p>Elapsed time: <strong>0.0003 s</strong></p>\n"
     b"<p>Cache: <strong>HIT</strong></p>\n"

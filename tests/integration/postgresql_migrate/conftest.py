@@ -3,10 +3,11 @@
 (Or, for the tests about the module's own logic, run its file directly: run_module().)
 
 The database is a fresh one on the session PostgreSQL server of tests/servers/postgresql.py
-(127.0.0.1, scram-sha-256). Each run writes a one-task playbook and a 0600 vars file (the
-password never appears on a command line) to the test's tmp_path, runs ansible-playbook from
-the repository root (its ansible.cfg resolves cachestack.aws from this checkout) with the
-ansible.posix.json callback, and returns the task's result.
+(PostgreSQL 17 from the Debian 13 servers image, in a container on 127.0.0.1,
+scram-sha-256). Each run writes a one-task playbook and a 0600 vars file (the password never
+appears on a command line) to the test's tmp_path, runs ansible-playbook from the repository
+root (its ansible.cfg resolves cachestack.aws from this checkout) with the ansible.posix.json
+callback, and returns the task's result.
 """
 
 from __future__ import annotations
