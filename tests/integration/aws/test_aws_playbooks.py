@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.integration.aws.standin_catalogue import DEBIAN, NEWEST_DEBIAN_13_AMD64
 from tests.servers.moto import aws_env
 
 REPO = Path(__file__).resolve().parents[3]
@@ -49,12 +50,13 @@ SSH_CIDR = "198.51.100.0/24"
 NEW_SSH_CIDR = "203.0.113.0/24"
 # An EC2 key pair made in moto before the tests, as a user would import theirs.
 KEY_PAIR = "cachestack-tests"
-# moto's images predate Ubuntu 24.04: its Canonical-owned Ubuntu images are found instead.
-MOTO_AMI_FILTER = "ubuntu/images/hvm-ssd/ubuntu-*-amd64-server-*"
+# The images are the stand-in's catalogue (standin_catalogue.py): the official Debian and
+# Ubuntu ones under their owners, with newer arm64, backports, Debian 12 and Ubuntu images
+# that the web instance must not get.
+LOGIN_USER_TAG = "cachestack:login-user"
 BASE_VARS: dict[str, Any] = {
     "cachestack_ssh_cidrs": [SSH_CIDR],
     "web_instance_key_name": KEY_PAIR,
-    "web_instance_ami_name_filter": MOTO_AMI_FILTER,
     # moto never finishes deleting a replication group: do not wait for it.
     "cache_wait_for_delete": False,
     "confirm_teardown": STACK,
@@ -489,7 +491,7 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     (instance,) = aws.rds.describe_db_instances()["DBInstances"]
     assert instance["DBInstanceIdentifier"] == f"{STACK}-db"
     assert instance["Engine"] == "postgres"
-    assert instance["EngineVersion"].split(".")[0] == "16"
+    assert instance["EngineVersion"].split(".")[0] == "17"
     assert instance["DBInstanceClass"] == "db.t3.micro"
     assert instance["AllocatedStorage"] == 20
     assert instance["MaxAllocatedStorage"] == 100
@@ -501,6 +503,11 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     assert {s["SubnetIdentifier"] for s in instance["DBSubnetGroup"]["Subnets"]} == private_ids
     assert [g["VpcSecurityGroupId"] for g in instance["VpcSecurityGroups"]] == [db["GroupId"]]
     (parameter_group,) = instance["DBParameterGroups"]
+    (described,) = aws.rds.describe_db_parameter_groups(
+        DBParameterGroupName=parameter_group["DBParameterGroupName"]
+    )["DBParameterGroups"]
+    assert described["DBParameterGroupFamily"] == "postgres17"
+    assert parameter_group["DBParameterGroupName"] == f"{STACK}-db-postgres17"
     parameters = aws.rds.describe_db_parameters(
         DBParameterGroupName=parameter_group["DBParameterGroupName"]
     )["Parameters"]
@@ -520,6 +527,16 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     assert group["AtRestEncryptionEnabled"] is True
     assert group["ConfigurationEndpoint"]["Port"] == 6379
     assert group["SnapshotRetentionLimit"] == 1
+    # Valkey 8.2 with AWS's default cluster-mode group of Valkey 8, on every member.
+    assert group["Engine"] == "valkey"
+    members = [
+        aws.elasticache.describe_cache_clusters(CacheClusterId=member)["CacheClusters"][0]
+        for member in group["MemberClusters"]
+    ]
+    assert {
+        (m["Engine"], m["EngineVersion"], m["CacheParameterGroup"]["CacheParameterGroupName"])
+        for m in members
+    } == {("valkey", "8.2.0", "default.valkey8.cluster.on")}
 
     # The web instance, its Elastic IP and IMDSv2.
     (web_instance,) = aws.live_instances()
@@ -529,7 +546,17 @@ def test_apply_builds_the_stack(moto_url: str, aws: Aws, secrets_seen: list[str]
     assert web_instance["SubnetId"] == public_id
     assert [g["GroupId"] for g in web_instance["SecurityGroups"]] == [web["GroupId"]]
     assert web_instance["MetadataOptions"]["HttpTokens"] == "required"
-    assert tags(web_instance).keys() == {"Name", "Stack", "Role", HOST_KEY_TAG}
+    # The newest official Debian 13 amd64 image, not the newer arm64, backports, pending,
+    # Debian 12 or Ubuntu ones of the catalogue; its login user kept in a tag.
+    assert web_instance["ImageId"] == NEWEST_DEBIAN_13_AMD64
+    (image,) = aws.ec2.describe_images(ImageIds=[web_instance["ImageId"]])["Images"]
+    assert (image["OwnerId"], image["Architecture"]) == (DEBIAN, "x86_64")
+    assert image["Name"].startswith("debian-13-amd64-")
+    assert tags(web_instance)[LOGIN_USER_TAG] == "admin"
+    # The root volume asked for is the image's root device (Debian's /dev/xvda).
+    assert "/dev/xvda" in {m["DeviceName"] for m in web_instance["BlockDeviceMappings"]}
+    assert "/dev/sda1" not in {m["DeviceName"] for m in web_instance["BlockDeviceMappings"]}
+    assert tags(web_instance).keys() == {"Name", "Stack", "Role", HOST_KEY_TAG, LOGIN_USER_TAG}
     assert tags(web_instance)["Name"] == f"{STACK}-web"
     assert tags(web_instance)["Stack"] == STACK
     assert tags(web_instance)["Role"] == "web"
@@ -649,7 +676,8 @@ def test_second_apply_changes_nothing_and_sets_the_contract(
         Filters=[{"Name": "instance-id", "Values": [aws.live_instances()[0]["InstanceId"]]}]
     )["Addresses"]
     assert shown["host"] == address["PublicIp"]
-    assert shown["ansible_user"] == "ubuntu"
+    # Debian's images let in admin: the user the instance was launched for (its tag).
+    assert shown["ansible_user"] == "admin"
     # Not root: the roles run through sudo.
     assert shown["ansible_become"] is True
     # SSH checks the host against the key it was launched with, from the stack's file.
@@ -727,6 +755,45 @@ def test_a_change_aws_refuses_stops_with_its_reason(
     assert group["AtRestEncryptionEnabled"] is True
     (instance,) = aws.rds.describe_db_instances()["DBInstances"]
     assert instance["PreferredMaintenanceWindow"] == "sun:05:00-sun:06:00"
+
+
+def standin_calls(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/cachestack-standin/calls", timeout=10) as response:  # noqa: S310
+        return list(json.load(response))
+
+
+def test_a_cache_engine_and_parameter_group_that_do_not_fit_are_refused_before_any_change(
+    moto_url: str, aws: Aws, secrets_seen: list[str]
+) -> None:
+    logged = len(standin_calls(moto_url))
+    mismatched = {
+        "cache_engine": "valkey",
+        "cache_parameter_group_name": "default.redis7.cluster.on",
+    }
+    run = run_playbook(moto_url, "playbooks/provision.yml", extra={**CHANGED_INPUTS, **mismatched})
+    assert run.returncode != 0, explain(run)
+    said = " ".join((run.stdout + run.stderr).split())
+    assert (
+        f"cache: {STACK}-cache: cache_parameter_group_name=default.redis7.cluster.on is a"
+        " redis7 group, but engine=valkey engine_version=8.2 needs family valkey8: use"
+        " default.valkey8.cluster.on, or leave cache_parameter_group_name unset"
+    ) in said, explain(run)
+    assert_no_secret(run, secrets_seen)
+    assert run.changed_tasks() == []
+    # No ElastiCache call that changes anything reached the stand-in.
+    writes = [
+        call
+        for call in standin_calls(moto_url)[logged:]
+        if call["service"] == "elasticache"
+        and not call["operation"].startswith(("List", "Describe"))
+    ]
+    assert writes == []
+    (group,) = aws.live_replication_groups()
+    assert group["Engine"] == "valkey"
+    member = aws.elasticache.describe_cache_clusters(CacheClusterId=group["MemberClusters"][0])
+    assert member["CacheClusters"][0]["CacheParameterGroup"]["CacheParameterGroupName"] == (
+        "default.valkey8.cluster.on"
+    )
 
 
 DB_TASK = "database : Create the PostgreSQL instance (private, encrypted, deletion-protected)"

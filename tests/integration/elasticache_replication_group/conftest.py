@@ -6,6 +6,10 @@ cachestack.aws from this checkout) against the session moto server of tests/serv
 through ``module_defaults: group/cachestack.aws.aws`` (endpoint_url and region), with the
 ansible.posix.json callback, and returns the task's result. Every test starts from an
 empty moto account.
+
+moto alone ignores a new engine version and parameter group: the engine tests
+(``run_standin_play``) run against the AWS stand-in of tests/integration/aws
+(``moto_compat.py``), which changes them as AWS does and logs its calls.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +28,14 @@ import boto3
 import pytest
 import yaml
 
+from tests.integration.aws.conftest import COMPAT, START_TIMEOUT, _answers
 from tests.servers.moto import (  # noqa: F401  # pylint: disable=unused-import
     REGION,
     aws_env,
+    free_port,
     moto_server,
     reset_moto,
+    stop_moto,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -79,19 +87,14 @@ def elasticache(moto: str) -> Any:
     )
 
 
-@pytest.fixture
-def run_play(moto: str, tmp_path: Path) -> Callable[..., PlayRun]:
-    """Return run(*steps): one ansible-playbook process running the module once per step.
-
-    Every task runs with diff on; a step's `check` runs that task in check mode. Tasks of
-    one play run in order and share one ansible-playbook start-up (about 3 s here).
-    """
+def _runner(url: str, tmp_path: Path, prefix: str) -> Callable[..., PlayRun]:
+    """run(*steps): one ansible-playbook process running the module once per step."""
     if not ANSIBLE_PLAYBOOK.is_file():
         pytest.fail(f"ansible-playbook not found at {ANSIBLE_PLAYBOOK}")
     counter = iter(range(1000))
 
     def run(*steps: Step) -> PlayRun:
-        playbook = tmp_path / f"play-{next(counter)}.yml"
+        playbook = tmp_path / f"{prefix}-{next(counter)}.yml"
         tasks = [
             {
                 "name": f"Step {index}",
@@ -108,7 +111,7 @@ def run_play(moto: str, tmp_path: Path) -> Callable[..., PlayRun]:
                 "hosts": "localhost",
                 "gather_facts": False,
                 "module_defaults": {
-                    "group/cachestack.aws.aws": {"endpoint_url": moto, "region": REGION}
+                    "group/cachestack.aws.aws": {"endpoint_url": url, "region": REGION}
                 },
                 "tasks": tasks,
             }
@@ -126,7 +129,7 @@ def run_play(moto: str, tmp_path: Path) -> Callable[..., PlayRun]:
             f"ansible_python_interpreter={sys.executable}",
             str(playbook),
         ]
-        env = aws_env(moto)
+        env = aws_env(url)
         env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
         process = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
@@ -141,3 +144,69 @@ def run_play(moto: str, tmp_path: Path) -> Callable[..., PlayRun]:
         return PlayRun(process.returncode, process.stdout, process.stderr, results)
 
     return run
+
+
+@pytest.fixture
+def run_play(moto: str, tmp_path: Path) -> Callable[..., PlayRun]:
+    """Return run(*steps): one ansible-playbook process running the module once per step.
+
+    Every task runs with diff on; a step's `check` runs that task in check mode. Tasks of
+    one play run in order and share one ansible-playbook start-up (about 3 s here).
+    """
+    return _runner(moto, tmp_path, "play")
+
+
+@pytest.fixture(scope="session")
+def standin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The AWS stand-in (moto_compat.py) on a free port, its groups available at once."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("standin") / "standin.log"
+    env = {
+        **os.environ,
+        "STANDIN_CACHE_CREATE_SECONDS": "0",
+        "STANDIN_CACHE_MODIFY_SECONDS": "0",
+        "STANDIN_CACHE_DELETE_SECONDS": "0",
+    }
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, str(COMPAT), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _answers(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_moto(process)
+            pytest.fail(f"moto_compat did not start: {log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        stop_moto(process)
+
+
+@pytest.fixture
+def standin(standin_server: str) -> str:
+    """The stand-in's URL, emptied (and its call log too) before the test."""
+    reset_moto(standin_server)
+    return standin_server
+
+
+@pytest.fixture
+def standin_elasticache(standin: str) -> Any:
+    env = aws_env(standin)
+    return boto3.client(
+        "elasticache",
+        endpoint_url=standin,
+        region_name=REGION,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.fixture
+def run_standin_play(standin: str, tmp_path: Path) -> Callable[..., PlayRun]:
+    """run_play against the AWS stand-in instead of plain moto."""
+    return _runner(standin, tmp_path, "standin-play")

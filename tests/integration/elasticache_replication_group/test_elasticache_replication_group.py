@@ -3,10 +3,15 @@
 The amazon.aws test pattern: check mode (changed, nothing made), apply (changed), check
 again and apply again (no change), change one attribute (only that changes), delete. moto
 leaves a deleted group `deleting` for ever, so the delete runs with wait=false.
+
+The engine tests run against the AWS stand-in (tests/integration/aws/moto_compat.py), which
+changes a group's engine, version and parameter group as AWS does and logs its calls.
 """
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -210,3 +215,101 @@ def test_bad_input_fails_before_anything_is_made(
     assert "num_node_groups greater than 1 needs cluster_mode=enabled" in one_shard["msg"]
     assert TOKEN not in repr(no_tls)
     assert describe(elasticache) is None
+
+
+# Engines, against the AWS stand-in (moto alone ignores a new version and parameter group).
+
+UPGRADE_ACTION = "ModifyReplicationGroup Engine,EngineVersion,CacheParameterGroupName"
+
+
+def members_engine(client: Any, group: dict[str, Any]) -> set[tuple[str, str, str]]:
+    found = set()
+    for member_id in group["MemberClusters"]:
+        (member,) = client.describe_cache_clusters(CacheClusterId=member_id)["CacheClusters"]
+        found.add(
+            (
+                member["Engine"],
+                member["EngineVersion"],
+                member["CacheParameterGroup"]["CacheParameterGroupName"],
+            )
+        )
+    return found
+
+
+def logged_calls(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/cachestack-standin/calls", timeout=10) as response:  # noqa: S310
+        return [call for call in json.load(response) if call["resource"] == GROUP_ID]
+
+
+def test_redis_to_valkey_in_place_then_back_is_refused(
+    run_standin_play: Callable[..., PlayRun], standin_elasticache: Any, standin: str
+) -> None:
+    client = standin_elasticache
+    redis = dict(GROUP_ARGS)  # Redis OSS 7.1, cluster mode, no parameter group given
+    valkey = dict(GROUP_ARGS, engine="valkey", engine_version="8.2", apply_immediately=True)
+
+    created, again = ok(run_standin_play(Step(redis), Step(redis)))
+    assert created["changed"] and not again["changed"], again["actions"]
+    before = describe(client)
+    assert before is not None
+    # The default group of Redis OSS 7 in cluster mode was filled in.
+    assert members_engine(client, before) == {("redis", "7.1.0", "default.redis7.cluster.on")}
+
+    # Check mode shows the upgrade and calls nothing.
+    [planned] = ok(run_standin_play(Step(valkey, check=True)))
+    assert planned["changed"]
+    assert planned["actions"] == [UPGRADE_ACTION]
+    assert changed_keys(planned) == {"engine", "engine_version", "cache_parameter_group_name"}
+    assert planned["diff"]["before"]["engine"] == "redis"
+    assert planned["diff"]["after"]["cache_parameter_group_name"] == "default.valkey8.cluster.on"
+    assert describe(client) == before
+
+    # Applied: one ModifyReplicationGroup, the same group and endpoint, Valkey after.
+    upgraded, settled = ok(run_standin_play(Step(valkey), Step(valkey)))
+    assert upgraded["changed"]
+    assert upgraded["actions"] == [UPGRADE_ACTION]
+    assert upgraded["engine"] == "valkey"
+    assert upgraded["engine_version"] == "8.2.0"
+    assert upgraded["configuration_endpoint"] == created["configuration_endpoint"]
+    assert not settled["changed"], settled["actions"]
+    after = describe(client)
+    assert after is not None
+    assert after["Engine"] == "valkey"
+    assert after["ARN"] == before["ARN"]
+    assert after["ConfigurationEndpoint"] == before["ConfigurationEndpoint"]
+    assert members_engine(client, after) == {("valkey", "8.2.0", "default.valkey8.cluster.on")}
+    modifies = [c for c in logged_calls(standin) if c["operation"] == "ModifyReplicationGroup"]
+    assert [c["error"] for c in modifies] == [None]
+    assert not [c for c in logged_calls(standin) if c["operation"] == "DeleteReplicationGroup"]
+
+    # Back to Redis OSS, and a downgrade: refused by the module before any call.
+    back, older = run_standin_play(
+        Step(redis, ignore_errors=True),
+        Step(dict(valkey, engine_version="8.1"), ignore_errors=True),
+    ).results
+    assert back["failed"]
+    assert "cannot change Valkey back to Redis OSS" in back["msg"]
+    assert older["failed"]
+    assert "engine_version=8.1 is older than the 8.2.0 the group runs" in older["msg"]
+    assert (
+        len([c for c in logged_calls(standin) if c["operation"] == "ModifyReplicationGroup"]) == 1
+    )
+    assert members_engine(client, describe(client) or {}) == {
+        ("valkey", "8.2.0", "default.valkey8.cluster.on")
+    }
+
+
+def test_a_mismatched_parameter_group_fails_before_the_create(
+    run_standin_play: Callable[..., PlayRun], standin_elasticache: Any, standin: str
+) -> None:
+    mismatched = dict(
+        GROUP_ARGS,
+        engine="valkey",
+        engine_version="8.2",
+        cache_parameter_group_name="default.redis7.cluster.on",
+    )
+    [refused] = run_standin_play(Step(mismatched, ignore_errors=True)).results
+    assert refused["failed"]
+    assert "needs family valkey8: use default.valkey8.cluster.on" in refused["msg"]
+    assert describe(standin_elasticache) is None
+    assert logged_calls(standin) == []
