@@ -202,6 +202,9 @@ class RedisServer:
             f"logfile {self.logfile}",
             'save ""',
             "appendonly no",
+            # A replica's first sync starts at once, not after the default 5 s wait for
+            # more replicas (the cluster forms, and a REPLICAOF completes, in ~2 s, not 6).
+            "repl-diskless-sync-delay 0",
         ]
         if self.certs:
             # Copies in the mounted directory, owned by the container's uid with it.
