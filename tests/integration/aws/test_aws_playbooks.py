@@ -602,7 +602,8 @@ def docker(*args: str, stdin: str | None = None) -> str:
 
 def test_cloud_init_installs_the_host_key_the_play_checks(aws: Aws) -> None:
     # moto never boots the instance: Debian's cloud-init and sshd, in a container of the
-    # project's base image, take the instance's user data as a NoCloud seed instead. sshd
+    # project's base image (Debian 13, the web instance's OS), take the instance's user data
+    # as a NoCloud seed instead. sshd
     # must then serve exactly the key in the instance's tag (which becomes known_hosts),
     # and no other (the image's own keys are deleted). The scan goes to the container's
     # own loopback, from inside it.
@@ -625,7 +626,9 @@ def test_cloud_init_installs_the_host_key_the_play_checks(aws: Aws) -> None:
         schema = docker(
             "exec", name, "cloud-init", "schema", "-c", "/var/lib/cloud/seed/nocloud/user-data"
         )
-        assert "Valid cloud-config" in schema, schema
+        # cloud-init 23 says "Valid cloud-config", 25 (Debian 13's, as on its AMIs)
+        # "Valid schema".
+        assert "Valid cloud-config" in schema or "Valid schema" in schema, schema
         docker("exec", name, "cloud-init", "init", "--local")
         docker("exec", name, "cloud-init", "init")
         keys = docker("exec", name, "sh", "-c", "ls /etc/ssh/ssh_host_*_key.pub").split()
@@ -939,8 +942,20 @@ def test_configure_on_an_account_without_the_stack_fails_naming_what_is_missing(
     assert_account_empty(aws)
 
 
+# The stack as the release before Valkey, PostgreSQL 17 and Debian built it.
+PREVIOUS_PLATFORM: dict[str, Any] = {
+    "cache_engine": "redis",
+    "cache_engine_version": "7.1",
+    "cache_parameter_group_name": "default.redis7.cluster.on",
+    "database_engine_version": "16",
+    "database_parameter_group_family": "postgres16",
+    "web_instance_os": "ubuntu",
+}
+
+
 def test_provision_again_after_teardown(moto_url: str, aws: Aws) -> None:
-    run = run_playbook(moto_url, "playbooks/provision.yml")
+    # Built as the previous release did (the next test moves it to the new defaults).
+    run = run_playbook(moto_url, "playbooks/provision.yml", extra=PREVIOUS_PLATFORM)
     assert succeeded(run), explain(run)
     assert len(aws.stack_vpcs()) == 1
     assert len(aws.live_instances()) == 1
@@ -950,6 +965,58 @@ def test_provision_again_after_teardown(moto_url: str, aws: Aws) -> None:
     # Secrets Manager let go of the names (the stand-in refused them meanwhile).
     assert len(aws.secrets.list_secrets()["SecretList"]) == 2
     assert "aws_secrets : Store the secrets in Secrets Manager" in run.changed_tasks()
+
+
+def test_a_stack_of_the_previous_platform_moves_to_valkey_in_place_and_keeps_the_rest(
+    moto_url: str, aws: Aws
+) -> None:
+    (group,) = aws.live_replication_groups()
+    assert group["Engine"] == "redis"
+    (instance,) = aws.rds.describe_db_instances()["DBInstances"]
+    assert instance["EngineVersion"].split(".")[0] == "16"
+    (web_instance,) = aws.live_instances()
+    assert tags(web_instance)[LOGIN_USER_TAG] == "ubuntu"
+    # An instance launched before the login user tag existed: Ubuntu's.
+    aws.ec2.delete_tags(Resources=[web_instance["InstanceId"]], Tags=[{"Key": LOGIN_USER_TAG}])
+    logged = len(standin_calls(moto_url))
+
+    run = run_playbook(moto_url, "tests/integration/aws/contract.yml")
+    assert succeeded(run), explain(run)
+    # The cache: Redis OSS 7.1 to Valkey 8.2 in place, one ModifyReplicationGroup.
+    (upgraded,) = aws.live_replication_groups()
+    assert upgraded["Engine"] == "valkey"
+    assert upgraded["ARN"] == group["ARN"]
+    assert upgraded["ConfigurationEndpoint"] == group["ConfigurationEndpoint"]
+    (member,) = aws.elasticache.describe_cache_clusters(
+        CacheClusterId=upgraded["MemberClusters"][0]
+    )["CacheClusters"]
+    assert (member["EngineVersion"], member["CacheParameterGroup"]["CacheParameterGroupName"]) == (
+        "8.2.0",
+        "default.valkey8.cluster.on",
+    )
+    cache_writes = [
+        (call["operation"], call["error"])
+        for call in standin_calls(moto_url)[logged:]
+        if call["service"] == "elasticache" and not call["operation"].startswith("List")
+    ]
+    assert cache_writes == [("ModifyReplicationGroup", None)], cache_writes
+    # The database keeps PostgreSQL 16 and its postgres16 group (RDS refuses another family).
+    (kept,) = aws.rds.describe_db_instances()["DBInstances"]
+    assert kept["EngineVersion"].split(".")[0] == "16"
+    assert [g["DBParameterGroupName"] for g in kept["DBParameterGroups"]] == [
+        f"{STACK}-db-postgres16"
+    ]
+    assert not [
+        g
+        for g in aws.rds.describe_db_parameter_groups()["DBParameterGroups"]
+        if g["DBParameterGroupName"] == f"{STACK}-db-postgres17"
+    ]
+    # The Ubuntu instance stays, and Ansible connects to it as ubuntu.
+    (still,) = aws.live_instances()
+    assert still["InstanceId"] == web_instance["InstanceId"]
+    (shown,) = [m for m in run.messages() if isinstance(m, dict) and "contract" in m]
+    assert shown["ansible_user"] == "ubuntu"
+    assert "web_instance : Launch the web instance (IMDSv2 required)" not in run.changed_tasks()
 
 
 def test_a_teardown_that_runs_out_of_time_names_what_holds_the_network(
