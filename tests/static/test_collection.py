@@ -131,3 +131,18 @@ def test_ansible_test_sanity(tmp_path: Path) -> None:
 @pytest.mark.parametrize("playbook", ["site.yml", "playbooks/teardown.yml"])
 def test_playbooks_parse(playbook: str) -> None:
     assert_clean(run(VENV_BIN / "ansible-playbook", "--syntax-check", playbook))
+
+
+def test_no_file_cites_a_document_outside_the_repository() -> None:
+    # The repository explains itself: the architecture and the contract are in
+    # docs/architecture.md, not in design notes that never shipped with it.
+    # The names are put together here, or this file would cite them.
+    outside = tuple(f"{name}.md" for name in ("DESIGN", "STYLE"))
+    citing = [
+        f"{name}: {doc}"
+        for name in tracked_files()
+        if (ROOT / name).is_file() and not name.startswith("changelogs/")
+        for doc in outside
+        if doc in (ROOT / name).read_text(errors="replace")
+    ]
+    assert citing == [], citing
