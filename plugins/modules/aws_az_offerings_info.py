@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: aws_az_offerings_info
-version_added: 1.0.0
+version_added: 0.1.0
 short_description: Find the availability zones that offer an EC2 instance type and an RDS class
 description:
   - Lists the region's available availability zones and keeps those that offer every

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: elasticache_replication_group
-version_added: 1.0.0
+version_added: 0.1.0
 short_description: Manage an Amazon ElastiCache replication group (Redis OSS or Valkey)
 description:
   - Create, modify and delete an Amazon ElastiCache replication group, with or without

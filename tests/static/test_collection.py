@@ -7,6 +7,7 @@ Each test runs the real tool on the working tree and fails with the tool's own o
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -146,3 +147,21 @@ def test_no_file_cites_a_document_outside_the_repository() -> None:
         if doc in (ROOT / name).read_text(errors="replace")
     ]
     assert citing == [], citing
+
+
+def test_every_version_added_is_a_released_or_the_coming_version() -> None:
+    # A module's version_added past galaxy.yml's version tells users a release that does
+    # not exist yet; ansible-test compares it only against a base branch.
+    galaxy = (ROOT / "galaxy.yml").read_text()
+    current = re.search(r"^version: *([0-9.]+)", galaxy, re.MULTILINE)[1]
+
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split("."))
+
+    later = [
+        f"{path.relative_to(ROOT)}: {found}"
+        for path in sorted((ROOT / "plugins").rglob("*.py"))
+        for found in re.findall(r"version_added: *['\"]?([0-9.]+)", path.read_text())
+        if key(found) > key(current)
+    ]
+    assert later == [], f"galaxy.yml says {current}: {later}"
