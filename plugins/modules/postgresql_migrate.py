@@ -34,8 +34,11 @@ description:
     name, so concurrent runs against one database apply each version exactly once; a run
     that had to wait re-reads the history after getting the lock, finds nothing pending,
     and reports no change.
-  - The session's settings are reset (C(RESET ALL)) after each file, so a C(SET) in one
-    file does not leak into the next or into the history bookkeeping.
+  - The session is reset after each file, before its history row is written
+    (C(RESET SESSION AUTHORIZATION), C(RESET ROLE), C(RESET ALL)), so a C(SET ROLE),
+    C(SET SESSION AUTHORIZATION) or other C(SET) in one file does not leak into the next
+    file or into the history bookkeeping: every file starts, and every history row is
+    written, with the identity (O(login_user)) and settings the connection started with.
   - In check mode the module connects, reads the history table in a read-only session, and
     reports what would run; it executes no statement of any file, not even in a rolled-back
     transaction, and creates nothing.
@@ -646,6 +649,26 @@ class Migrator:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
+    def reset_session(self) -> None:
+        """Undo what a file's SET ROLE, SET SESSION AUTHORIZATION or SET left behind.
+
+        RESET ALL alone is not enough: it skips role and session_authorization (PostgreSQL
+        exempts both from it), so a file ending in SET ROLE would run the next file, its
+        history insert and the rest of the run as that role. community.postgresql's
+        session_role is a SET ROLE issued once after connecting, i.e. the same session
+        state; this module has no such option, so the identity to return to is the one
+        the connection started with: the authenticated login_user (RESET SESSION
+        AUTHORIZATION, which any user may run), then its connection-time role (RESET ROLE:
+        none, or one set by ALTER ROLE/DATABASE ... SET role), then the connection-time
+        value of every other setting (RESET ALL; the client encoding is given at connect,
+        so it stays). Session authorization goes first since changing it resets the role.
+        Not DISCARD ALL: PostgreSQL refuses it inside a transaction block, where this runs
+        for a transactional file (before its history row, so the reset commits or rolls
+        back with the file), and it would release the session-level advisory lock
+        (pg_advisory_lock) that guards the whole run.
+        """
+        self.execute("RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL")
+
     def acquire_lock(self, timeout: int) -> None:
         """Take the session-level advisory lock, waiting at most timeout seconds."""
         # A statement_timeout set on the role or database would cut the wait short.
@@ -773,7 +796,9 @@ class Migrator:
                     executed += 1
             elapsed = round((time.monotonic() - started) * 1000)
             offset = None
-            self.execute("RESET ALL")
+            # Before the history row: it must be written as login_user, not as a role
+            # the file switched to (see reset_session).
+            self.reset_session()
             self._insert(m.version, m.description, "SQL", m.script, m.checksum, elapsed)
             if in_tx:
                 phase = "commit"
@@ -809,7 +834,7 @@ class Migrator:
                 f"version {m.version} ({m.script}) failed {where} and {outcome}: {text}",
                 partial=not m.transaction and executed > 0,
             ) from e
-        self.execute("RESET ALL")
+        self.reset_session()
         return elapsed
 
 
