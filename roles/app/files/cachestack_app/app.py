@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, jsonify, request
 
@@ -25,6 +26,30 @@ WORKER_BOOT_ERROR = 3
 # Methods counted by name; any other is counted as "other", so a client cannot add a
 # metrics series per made-up method.
 COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The route label of a request no rule matched (404s, redirects of the router): one series
+# for every unknown path, never the path itself.
+UNMATCHED_ROUTE = "other"
+
+
+def method_label(method: str) -> str:
+    """The method as a metrics label: a known method by name, any other as "other"."""
+    return method if method in COUNTED_METHODS else "other"
+
+
+def site_relative(location: str) -> str:
+    """A redirect's target as a path on this site, with no scheme or host.
+
+    Werkzeug builds its router's redirects (a doubled slash merged, a missing trailing
+    slash added) as absolute URLs from the request's Host header, which the client
+    chooses: such a Location would send the next request wherever the client said. The
+    path alone keeps the client on the host it reached (nginx's configured site). Leading
+    slashes and backslashes collapse into one slash, so the result can never read as a
+    protocol-relative URL (``//host/``, or ``/\\host/`` to some browsers).
+    """
+    parts = urlsplit(location)
+    path = "/" + parts.path.lstrip("/\\")
+    return urlunsplit(("", "", path, parts.query, parts.fragment))
+
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -89,8 +114,7 @@ class CachestackApp:
                 "405 Method Not Allowed",
                 [("Allow", "GET, HEAD"), ("Content-Type", "text/plain"), ("Content-Length", "0")],
             )
-            label = method if method in COUNTED_METHODS else "other"
-            self._count(label, "405", time.perf_counter() - start)
+            self._count(method_label(method), "405", time.perf_counter() - start)
             return [b""]
         return self.flask_app.wsgi_app(environ, start_response)
 
@@ -231,8 +255,18 @@ def _build_flask(db: Database, cache: Cache) -> Flask:
 
     @flask_app.after_request
     def count(response: Response) -> Response:
-        rule = request.url_rule.rule if request.url_rule else "other"
-        metrics.REQUESTS.labels(rule, request.method, str(response.status_code)).inc()
+        # Labels from bounded sets only: the matched rule (never the path asked for) and
+        # a known method, so made-up paths and methods add no series to /metrics.
+        rule = request.url_rule.rule if request.url_rule else UNMATCHED_ROUTE
+        method = method_label(request.method)
+        metrics.REQUESTS.labels(rule, method, str(response.status_code)).inc()
+        return response
+
+    @flask_app.after_request
+    def redirect_on_site(response: Response) -> Response:
+        location = response.headers.get("Location")
+        if location is not None:
+            response.headers["Location"] = site_relative(location)
         return response
 
     return flask_app

@@ -1,0 +1,27 @@
+"""Metrics labels from bounded sets, and redirect targets kept to a path on this site."""
+
+from __future__ import annotations
+
+import pytest
+from cachestack_app.app import COUNTED_METHODS, method_label, site_relative
+
+
+def test_known_methods_by_name_any_other_as_other():
+    assert {method_label(m) for m in COUNTED_METHODS} == set(COUNTED_METHODS)
+    assert {method_label(m) for m in ("FOO", "PROPFIND", "get", "X" * 200, "")} == {"other"}
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("http://evil.example/healthz/live", "/healthz/live"),
+        ("https://evil.example:8443/healthz/live?a=1#f", "/healthz/live?a=1#f"),
+        ("//evil.example/x", "/x"),  # protocol-relative: would leave the site
+        ("/\\evil.example/x", "/evil.example/x"),  # read as //evil.example by some browsers
+        ("///evil.example", "/evil.example"),
+        ("/healthz/live", "/healthz/live"),
+        ("http://evil.example", "/"),
+    ],
+)
+def test_redirects_keep_to_a_path_on_this_site(location, expected):
+    assert site_relative(location) == expected
