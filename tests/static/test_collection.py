@@ -19,8 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 GET_PIP_STAND_IN = ROOT / "scripts" / "ansible-test-offline-get-pip.py"
-# The pip version ansible-test 2.19 bootstraps its sanity virtualenvs with.
-GET_PIP_CACHE = Path.home() / ".ansible/test/cache/get_pip_24_2.py"
+# Where ansible-test 2.19 looks for the get-pip script of the pip version it bootstraps
+# its sanity virtualenvs with, under the HOME it is given.
+GET_PIP_CACHE = Path(".ansible/test/cache/get_pip_24_2.py")
 # Collections our modules' docs and imports name; ansible-test finds them only as
 # siblings under the same ansible_collections folder.
 DEPENDENCIES = ("amazon/aws", "community/aws", "community/docker", "community/postgresql")
@@ -113,9 +114,12 @@ def test_ansible_test_sanity(tmp_path: Path) -> None:
     for dep in DEPENDENCIES:
         (collections / dep).parent.mkdir(parents=True, exist_ok=True)
         (collections / dep).symlink_to(bundled / dep)
-    GET_PIP_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(GET_PIP_STAND_IN, GET_PIP_CACHE)
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(tmp_path)}
+    # The offline get-pip stand-in goes into a HOME of the test's own, not the user's
+    # ~/.ansible, where it would replace a real cached copy.
+    home = tmp_path / "home"
+    (home / GET_PIP_CACHE).parent.mkdir(parents=True)
+    shutil.copyfile(GET_PIP_STAND_IN, home / GET_PIP_CACHE)
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(tmp_path), "HOME": str(home)}
     result = subprocess.run(
         [str(VENV_BIN / "ansible-test"), "sanity", "--local", "--python", "3.11", "--color", "no"],
         cwd=copy,
