@@ -37,7 +37,7 @@ description:
   - The session is reset after each file, before its history row is written
     (C(RESET SESSION AUTHORIZATION), C(RESET ROLE), C(RESET ALL)), so a C(SET ROLE),
     C(SET SESSION AUTHORIZATION) or other C(SET) in one file does not leak into the next
-    file or into the history bookkeeping: every file starts, and every history row is
+    file or into the history bookkeeping; every file starts, and every history row is
     written, with the identity (O(login_user)) and settings the connection started with.
   - In check mode the module connects, reads the history table in a read-only session, and
     reports what would run; it executes no statement of any file, not even in a rolled-back
@@ -120,9 +120,10 @@ notes:
     own. The module refuses such a file before running any file, since it could not roll
     back what the file committed half-way. Mark the file no-transaction instead.
   - A file may start with a UTF-8 byte-order mark; it is not sent to the server.
-  - Statements of a no-transaction file are split at semicolons outside quotes, dollar quotes
-    and comments; SQL-standard function bodies (C(BEGIN ATOMIC ... END)) are not supported
-    in such files. A failed C(CREATE INDEX CONCURRENTLY) leaves an invalid index behind
+  - Statements of a no-transaction file are split at semicolons outside quotes, dollar
+    quotes, comments and parentheses, as psql splits them; SQL-standard function bodies
+    (C(BEGIN ATOMIC ... END)) are not supported in such files. A failed
+    C(CREATE INDEX CONCURRENTLY) leaves an invalid index behind
     (PostgreSQL's own behaviour), so precede it, in the same file, with
     C(DROP INDEX CONCURRENTLY IF EXISTS) for that index (see the examples); C(IF NOT EXISTS)
     alone would keep the invalid index.
@@ -443,7 +444,9 @@ def refuse_transaction_control(m: Migration) -> None:
 def split_statements(sql: str) -> list:
     """Split SQL at top-level semicolons into (offset, statement) pairs.
 
-    Quotes ('', E'', ""), dollar quotes, line and nested block comments are honoured.
+    Quotes ('', E'', ""), dollar quotes, line and nested block comments are honoured, and,
+    as in psql, a semicolon inside parentheses does not end a statement (the actions of
+    CREATE RULE ... DO (INSERT ...; INSERT ...)).
     Statements holding nothing but whitespace and comments are left out. Each statement
     starts at its first token (comments before it are dropped) and the offset is where that
     token is in sql, so an error position inside the statement maps back to the file.
@@ -451,6 +454,7 @@ def split_statements(sql: str) -> list:
     out = []
     i, n = 0, len(sql)
     start = None
+    parens = 0  # depth of open parentheses
 
     def flush(end: int) -> None:
         if start is not None:
@@ -473,7 +477,7 @@ def split_statements(sql: str) -> list:
                 else:
                     i += 1
             continue
-        if c == ";":
+        if c == ";" and not parens:
             flush(i + 1)
             i += 1
             start = None
@@ -483,6 +487,10 @@ def split_statements(sql: str) -> list:
             continue
         if start is None:
             start = i
+        if c == "(":
+            parens += 1
+        elif c == ")" and parens:
+            parens -= 1
         if c == "'":
             prev = sql[i - 1] if i > 0 else ""
             before = sql[i - 2] if i > 1 else ""

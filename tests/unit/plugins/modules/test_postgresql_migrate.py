@@ -244,6 +244,123 @@ def test_split_plain_backslash_is_not_an_escape() -> None:
     assert statements(r"SELECT 'C:\dir\'; SELECT 2;") == [r"SELECT 'C:\dir\';", "SELECT 2;"]
 
 
+def split_checked(sql: str) -> list[str]:
+    """The statements, stripped, after checking each offset points at its text in sql."""
+    parts = pm.split_statements(sql)
+    for offset, text in parts:
+        assert sql[offset : offset + len(text)] == text
+        assert not text[0].isspace()
+    return [text.strip() for _offset, text in parts]
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        pytest.param(
+            "SELECT $$ a; b $$; SELECT 2;",
+            ["SELECT $$ a; b $$;", "SELECT 2;"],
+            id="dollar-quote",
+        ),
+        pytest.param(
+            "SELECT $fn$ a; 'b; $$ c; $fn$; SELECT 2;",
+            ["SELECT $fn$ a; 'b; $$ c; $fn$;", "SELECT 2;"],
+            id="tagged-dollar-quote-holding-a-quote-and-$$",
+        ),
+        pytest.param(
+            "SELECT $outer$ a; $inner$ b; $inner$ c; $$ d; $outer$; SELECT 2;",
+            ["SELECT $outer$ a; $inner$ b; $inner$ c; $$ d; $outer$;", "SELECT 2;"],
+            id="nested-different-tags",
+        ),
+        pytest.param(
+            "SELECT $a$ x; $A$ y; $ab$ z; $a$; SELECT 2;",
+            ["SELECT $a$ x; $A$ y; $ab$ z; $a$;", "SELECT 2;"],
+            id="tags-are-case-sensitive-and-whole",
+        ),
+        pytest.param(
+            "SELECT 'a;b', 'it''s; fine', ''';'; SELECT 2;",
+            ["SELECT 'a;b', 'it''s; fine', ''';';", "SELECT 2;"],
+            id="single-quotes-and-doubled-quotes",
+        ),
+        pytest.param(
+            r"SELECT E'it\'s; x', e'\\'; SELECT 2;",
+            [r"SELECT E'it\'s; x', e'\\';", "SELECT 2;"],
+            id="escape-strings",
+        ),
+        pytest.param(
+            'SELECT 1 AS "a;b", 2 AS "say ""hi;"""; SELECT 2;',
+            ['SELECT 1 AS "a;b", 2 AS "say ""hi;""";', "SELECT 2;"],
+            id="double-quoted-identifiers",
+        ),
+        pytest.param(
+            "SELECT 1 -- not the end; really\n + 1; SELECT 2;",
+            ["SELECT 1 -- not the end; really\n + 1;", "SELECT 2;"],
+            id="line-comment",
+        ),
+        pytest.param(
+            "SELECT 1 /* a; /* nested; */ still a comment; */ + 1; SELECT 2;",
+            ["SELECT 1 /* a; /* nested; */ still a comment; */ + 1;", "SELECT 2;"],
+            id="nested-block-comment",
+        ),
+        pytest.param(
+            "DO $$\nBEGIN\n  PERFORM 1;\n  RAISE NOTICE 'done; ok';\nEND\n$$;\nSELECT 2;",
+            ["DO $$\nBEGIN\n  PERFORM 1;\n  RAISE NOTICE 'done; ok';\nEND\n$$;", "SELECT 2;"],
+            id="do-block",
+        ),
+        pytest.param(
+            "CREATE FUNCTION f(a int) RETURNS int AS $body$\nDECLARE\n  b int := 1;\n"
+            "BEGIN\n  RETURN a + b;\nEND;\n$body$ LANGUAGE plpgsql;\nSELECT f(1);",
+            [
+                "CREATE FUNCTION f(a int) RETURNS int AS $body$\nDECLARE\n  b int := 1;\n"
+                "BEGIN\n  RETURN a + b;\nEND;\n$body$ LANGUAGE plpgsql;",
+                "SELECT f(1);",
+            ],
+            id="create-function-plpgsql",
+        ),
+        pytest.param(
+            "SELECT 1;\nSELECT 2",
+            ["SELECT 1;", "SELECT 2"],
+            id="last-statement-without-semicolon",
+        ),
+        pytest.param(
+            "CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO a VALUES (1);"
+            " INSERT INTO b VALUES (2)); SELECT ')'; SELECT 3;",
+            [
+                "CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO a VALUES (1);"
+                " INSERT INTO b VALUES (2));",
+                "SELECT ')';",
+                "SELECT 3;",
+            ],
+            id="semicolon-inside-parentheses",
+        ),
+    ],
+)
+def test_split_statements(sql: str, expected: list[str]) -> None:
+    assert split_checked(sql) == expected
+
+
+def test_split_a_file_of_everything() -> None:
+    """All of the above in one no-transaction file, each statement found where it starts."""
+    sql = (
+        "-- cachestack:no-transaction\n"
+        'CREATE TABLE "t;1" (v text); -- a; comment\n'
+        "/* a; /* nested; */ comment; */\n"
+        "INSERT INTO \"t;1\" VALUES ('a;''b'), (E'c\\';d'), ($$e;f$$), ($q$g;$$;h$q$);\n"
+        "DO $do$\nBEGIN\n  EXECUTE $x$SELECT 1;$x$;\nEND\n$do$;\n"
+        "CREATE FUNCTION g() RETURNS int AS $body$ BEGIN RETURN 1; END; $body$"
+        " LANGUAGE plpgsql;\n"
+        "SELECT g()\n"
+    )
+    parts = pm.split_statements(sql)
+    assert [pm.line_of(sql, offset) for offset, _text in parts] == [2, 4, 5, 10, 11]
+    assert split_checked(sql) == [
+        'CREATE TABLE "t;1" (v text);',
+        "INSERT INTO \"t;1\" VALUES ('a;''b'), (E'c\\';d'), ($$e;f$$), ($q$g;$$;h$q$);",
+        "DO $do$\nBEGIN\n  EXECUTE $x$SELECT 1;$x$;\nEND\n$do$;",
+        "CREATE FUNCTION g() RETURNS int AS $body$ BEGIN RETURN 1; END; $body$ LANGUAGE plpgsql;",
+        "SELECT g()",
+    ]
+
+
 def test_line_of() -> None:
     text = "a\nbb\nccc"
     assert pm.line_of(text, 0) == 1
