@@ -283,8 +283,9 @@ def standin_durations() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STANDIN_SECRET_PURGE_SECONDS", "45")
         # Longer than the teardown takes from the database being gone to the network's
-        # deletions (the NAT gateway's wait comes between): they meet its interfaces.
-        patch.setenv("STANDIN_ENI_LINGER_SECONDS", "20")
+        # deletions (the NAT gateway's wait comes between): they meet its interfaces. That
+        # gap is about 10 s on an idle machine and passed 20 s on a loaded CI run.
+        patch.setenv("STANDIN_ENI_LINGER_SECONDS", "45")
         yield
 
 
