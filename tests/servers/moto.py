@@ -79,12 +79,15 @@ def _answers(url: str) -> bool:
 
 
 def start_moto(
-    port: int | None = None, command: list[str] | None = None
+    port: int | None = None,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``moto_server`` on 127.0.0.1 and wait until it answers; return (process, url).
 
     ``command`` replaces the ``moto_server`` binary with another argv that takes the same
-    ``-H HOST -p PORT`` arguments (a wrapper script that patches moto, for example).
+    ``-H HOST -p PORT`` arguments (a wrapper script that patches moto, for example);
+    ``env`` replaces the server's environment (the stand-in reads its durations there).
     """
     argv = command or [moto_server_binary()]
     last_output = b""
@@ -98,6 +101,7 @@ def start_moto(
             [*argv, "-H", "127.0.0.1", "-p", str(chosen)],
             stdout=subprocess.DEVNULL,
             stderr=log,
+            env=env,
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

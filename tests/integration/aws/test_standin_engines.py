@@ -3,11 +3,9 @@ catalogue (``standin_catalogue.py``): one test per rule."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.integration.aws.standin_catalogue import (
@@ -16,8 +14,8 @@ from tests.integration.aws.standin_catalogue import (
     NEWEST_DEBIAN_13_AMD64,
     NEWEST_UBUNTU_24_04_AMD64,
 )
-from tests.integration.aws.test_standin import refused, standin_calls, wait_for
-from tests.servers.moto import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REGION, reset_moto
+from tests.integration.aws.test_standin import client, refused, standin_calls, wait_for
+from tests.servers.moto import reset_moto
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +30,6 @@ def standin_durations() -> Iterator[None]:
 def moto_url(standin_durations: None, moto_url: str) -> str:
     """conftest's server, started after ``standin_durations`` set the environment."""
     return moto_url
-
-
-@functools.cache
-def client(url: str, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id=FAKE_ACCESS_KEY,
-        aws_secret_access_key=FAKE_SECRET_KEY,
-    )
 
 
 def create_group(url: str, group_id: str, **extra: Any) -> dict[str, Any]:

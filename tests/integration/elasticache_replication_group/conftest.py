@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +27,14 @@ import boto3
 import pytest
 import yaml
 
-from tests.integration.aws.conftest import COMPAT, START_TIMEOUT, _answers
+from tests.integration.aws.conftest import COMPAT
 from tests.servers.moto import (  # noqa: F401  # pylint: disable=unused-import
     REGION,
     aws_env,
     free_port,
     moto_server,
     reset_moto,
+    start_moto,
     stop_moto,
 )
 
@@ -74,17 +74,21 @@ def moto(moto_server: str) -> Iterator[str]:  # noqa: F811
     yield moto_server
 
 
-@pytest.fixture
-def elasticache(moto: str) -> Any:
-    """A boto3 ElastiCache client on the moto server, for assertions."""
-    env = aws_env(moto)
+def _elasticache_client(url: str) -> Any:
+    env = aws_env(url)
     return boto3.client(
         "elasticache",
-        endpoint_url=moto,
+        endpoint_url=url,
         region_name=REGION,
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+@pytest.fixture
+def elasticache(moto: str) -> Any:
+    """A boto3 ElastiCache client on the moto server, for assertions."""
+    return _elasticache_client(moto)
 
 
 def _runner(url: str, tmp_path: Path, prefix: str) -> Callable[..., PlayRun]:
@@ -157,30 +161,15 @@ def run_play(moto: str, tmp_path: Path) -> Callable[..., PlayRun]:
 
 
 @pytest.fixture(scope="session")
-def standin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def standin_server() -> Iterator[str]:
     """The AWS stand-in (moto_compat.py) on a free port, its groups available at once."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("standin") / "standin.log"
     env = {
         **os.environ,
         "STANDIN_CACHE_CREATE_SECONDS": "0",
         "STANDIN_CACHE_MODIFY_SECONDS": "0",
         "STANDIN_CACHE_DELETE_SECONDS": "0",
     }
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, str(COMPAT), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    deadline = time.monotonic() + START_TIMEOUT
-    while not _answers(url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_moto(process)
-            pytest.fail(f"moto_compat did not start: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.1)
+    process, url = start_moto(command=[sys.executable, str(COMPAT)], env=env)
     try:
         yield url
     finally:
@@ -196,14 +185,8 @@ def standin(standin_server: str) -> str:
 
 @pytest.fixture
 def standin_elasticache(standin: str) -> Any:
-    env = aws_env(standin)
-    return boto3.client(
-        "elasticache",
-        endpoint_url=standin,
-        region_name=REGION,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
+    """A boto3 ElastiCache client on the stand-in, for assertions."""
+    return _elasticache_client(standin)
 
 
 @pytest.fixture
