@@ -30,6 +30,10 @@ BEGIN_ATOMIC_RE = re.compile(r"\bBEGIN\s+ATOMIC\b", re.IGNORECASE)
 LOCK_NAMESPACE = "cachestack.aws.postgresql_migrate:"
 _IDENT_CHAR = re.compile(r"[A-Za-z0-9_$\x80-\U0010ffff]")
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
+# What continues a string literal after its closing quote: whitespace holding a newline
+# (and maybe -- comments), then another quote. PostgreSQL and psql read 'a'<newline>'b' as
+# one literal 'ab' of the first one's kind, so an E'' string stays an E'' string.
+_QUOTE_CONTINUE = re.compile(r"(?:[ \t\f\v]|--[^\n\r]*)*[\n\r](?:[ \t\n\r\f\v]|--[^\n\r]*[\n\r])*'")
 
 
 class MigrationError(Exception):
@@ -168,7 +172,9 @@ def refuse_transaction_control(m: Migration) -> None:
 def split_statements(sql: str) -> list:
     """Split SQL at top-level semicolons into (offset, statement) pairs.
 
-    Quotes ('', E'', ""), dollar quotes, line and nested block comments are honoured, and,
+    Quotes ('', E'', ""), dollar quotes, line and nested block comments are honoured (a
+    string continued on a later line, 'a'<newline>'b', is one string, so an E'' string's
+    backslash escapes hold in its continuation too), and,
     as in psql, a semicolon inside parentheses does not end a statement (the actions of
     CREATE RULE ... DO (INSERT ...; INSERT ...)).
     Statements holding nothing but whitespace and comments are left out. Each statement
@@ -227,6 +233,10 @@ def split_statements(sql: str) -> list:
                 if sql[i] == "'":
                     if i + 1 < n and sql[i + 1] == "'":
                         i += 2
+                        continue
+                    more = _QUOTE_CONTINUE.match(sql, i + 1)
+                    if more:
+                        i = more.end()
                         continue
                     break
                 i += 1

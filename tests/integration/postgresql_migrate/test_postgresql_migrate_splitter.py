@@ -36,3 +36,24 @@ def test_a_no_transaction_file_splits_as_the_server_reads_it(migrate: Migrate) -
         ("g;$$;h",),
     ]
     assert migrate.query("SELECT v FROM log ORDER BY v") == [("do;",), ("g;;1",), ("g;;2",)]
+
+
+def test_a_continued_escape_string_stays_one_statement(migrate: Migrate) -> None:
+    """A string literal continued after a newline keeps its kind: E'a'<newline>'\\';b' is
+    the one value a';b to the server, so the ; in it does not end the statement (the
+    splitter used to read the continuation as a plain string that ends at \\' and split
+    there). A -- comment may sit between the two parts, before the newline. No parentheses
+    around the values: a ; inside them would not split in any case.
+    """
+    migrate.write(
+        "V1__continued.sql",
+        "-- cachestack:no-transaction\n"
+        "CREATE TABLE t (v text);\n"
+        "INSERT INTO t SELECT E'a'\n'\\';b';\n"
+        "INSERT INTO t SELECT E'c' -- a comment; with a semicolon\n  '\\';d';\n"
+        "INSERT INTO t SELECT 'e'\n'f;''g';\n",
+    )
+    run = migrate.run_module()
+    assert run.rc == 0, run.msg
+    assert run.applied == ["1"]
+    assert migrate.query("SELECT v FROM t ORDER BY v") == [("a';b",), ("c';d",), ("ef;'g",)]

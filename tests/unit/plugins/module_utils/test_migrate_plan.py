@@ -498,13 +498,11 @@ def test_split_statements(sql: str, expected: list[str]) -> None:
             "SELECT E'a'\n'\\';b'; SELECT 2;",
             ["SELECT E'a'\n'\\';b';", "SELECT 2;"],
             id="escape-string-continued-after-a-newline",
-            marks=pytest.mark.xfail(strict=True, reason="splitter bug, fixed next"),
         ),
         pytest.param(
             "SELECT E'a' -- comment; 'x\n  '\\';b'; SELECT 2;",
             ["SELECT E'a' -- comment; 'x\n  '\\';b';", "SELECT 2;"],
             id="escape-string-continued-after-a-comment-and-newline",
-            marks=pytest.mark.xfail(strict=True, reason="splitter bug, fixed next"),
         ),
         pytest.param(
             "SELECT 'a'\n'b;''c'; SELECT 2;",
