@@ -227,6 +227,10 @@ def test_migration_summary() -> None:
         "script": "V2.1__add_index.sql",
         "transaction": True,
     }
+    marked = mp.Migration(
+        (3,), "index", "V3__index.sql", "-- cachestack:no-transaction\n", "d" * 64
+    )
+    assert marked.summary()["transaction"] is False
 
 
 # -- transaction control in a transactional file ----------------------------------------------
@@ -717,6 +721,7 @@ def test_plan_target_below_what_is_recorded_is_nothing_to_do() -> None:
     plan = mp.build_plan(files, [row(f) for f in files], target_version=1)
     assert plan.pending == []
     assert plan.warnings == []
+    assert plan.recorded == [(1,), (2,), (3,)]
 
 
 def test_plan_checksum_is_checked_beyond_the_target() -> None:
