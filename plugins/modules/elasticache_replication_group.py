@@ -555,19 +555,36 @@ class ReplicationGroupManager:
         self.tags: dict[str, str] | None = None
         self.tags_read = False
 
+    # Calling AWS
+
+    def _call(
+        self, operation: str, failure: str, absent: tuple[str, ...] = (), **kwargs: Any
+    ) -> dict[str, Any] | None:
+        """Make one ElastiCache API call (retried by AWSRetry) and return its answer.
+
+        The one place where a botocore error becomes fail_json_aws, with `failure` as the
+        message. An error whose code is in `absent` (what was asked about does not exist)
+        returns None instead.
+        """
+        method = getattr(self.client, plan_method_name(operation))
+        try:
+            return method(aws_retry=True, **kwargs)
+        except is_boto3_error_code(absent):
+            return None
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:  # pylint: disable=duplicate-except
+            self.module.fail_json_aws(e, msg=failure)
+        return None  # not reached: fail_json_aws exits
+
     # Reading
 
     def describe(self) -> dict[str, Any] | None:
-        try:
-            groups = self.client.describe_replication_groups(
-                aws_retry=True, ReplicationGroupId=self.group_id
-            )["ReplicationGroups"]
-        except is_boto3_error_code("ReplicationGroupNotFoundFault"):
-            return None
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:  # pylint: disable=duplicate-except
-            self.module.fail_json_aws(
-                e, msg=f"Failed to describe replication group {self.group_id}"
-            )
+        answer = self._call(
+            "DescribeReplicationGroups",
+            f"Failed to describe replication group {self.group_id}",
+            absent=("ReplicationGroupNotFoundFault",),
+            ReplicationGroupId=self.group_id,
+        )
+        groups = answer["ReplicationGroups"] if answer is not None else None
         return groups[0] if groups else None
 
     def describe_member(self, group: dict[str, Any]) -> dict[str, Any] | None:
@@ -575,21 +592,22 @@ class ReplicationGroupManager:
         members = group.get("MemberClusters") or []
         if not members:
             return None
-        try:
-            clusters = self.client.describe_cache_clusters(
-                aws_retry=True, CacheClusterId=members[0], ShowCacheNodeInfo=False
-            )["CacheClusters"]
-        except is_boto3_error_code("CacheClusterNotFound"):
-            return None
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:  # pylint: disable=duplicate-except
-            self.module.fail_json_aws(e, msg=f"Failed to describe cache cluster {members[0]}")
+        answer = self._call(
+            "DescribeCacheClusters",
+            f"Failed to describe cache cluster {members[0]}",
+            absent=("CacheClusterNotFound",),
+            CacheClusterId=members[0],
+            ShowCacheNodeInfo=False,
+        )
+        clusters = answer["CacheClusters"] if answer is not None else None
         return clusters[0] if clusters else None
 
     def describe_tags(self, group: dict[str, Any]) -> dict[str, str]:
-        try:
-            tag_list = self.client.list_tags_for_resource(aws_retry=True, ResourceName=group["ARN"])
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-            self.module.fail_json_aws(e, msg=f"Failed to list tags of {self.group_id}")
+        tag_list = self._call(
+            "ListTagsForResource",
+            f"Failed to list tags of {self.group_id}",
+            ResourceName=group["ARN"],
+        )
         return boto3_tag_list_to_ansible_dict(tag_list.get("TagList", []))
 
     # Waiting
@@ -636,11 +654,7 @@ class ReplicationGroupManager:
         self.changed = True
         if self.module.check_mode:
             return True
-        method = getattr(self.client, plan_method_name(operation))
-        try:
-            method(aws_retry=True, **request)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-            self.module.fail_json_aws(e, msg=f"{operation} failed for {self.group_id}")
+        self._call(operation, f"{operation} failed for {self.group_id}", **request)
         return True
 
     def ensure_present(self) -> dict[str, Any]:

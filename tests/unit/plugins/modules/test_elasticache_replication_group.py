@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import pytest
 import yaml
 from botocore.stub import ANY, Stubber
@@ -1429,3 +1430,104 @@ def test_mismatched_group_fails_before_create(stubbed: tuple[Any, Stubber]) -> N
             cluster_mode="enabled",
             cache_parameter_group_name="default.redis7.cluster.on",
         )
+
+
+# AWS errors: one place (ReplicationGroupManager._call) turns them into fail_json_aws
+
+
+def run_read(client: Any, read: str) -> Any:
+    """Make one of the manager's reads of the group from group_of([1])."""
+    manager = erg.ReplicationGroupManager(FakeModule(client))
+    group = group_of([1])
+    return {
+        "describe": manager.describe,
+        "describe_member": lambda: manager.describe_member(group),
+        "describe_tags": lambda: manager.describe_tags(group),
+    }[read]()
+
+
+@pytest.mark.parametrize(
+    ("read", "method", "message"),
+    [
+        ("describe", "describe_replication_groups", "Failed to describe replication group"),
+        ("describe_member", "describe_cache_clusters", "Failed to describe cache cluster"),
+        ("describe_tags", "list_tags_for_resource", "Failed to list tags of cachestack"),
+    ],
+)
+def test_a_failed_read_fails_with_its_message(
+    stubbed: tuple[Any, Stubber], read: str, method: str, message: str
+) -> None:
+    client, stubber = stubbed
+    stubber.add_client_error(method, service_error_code="AccessDenied", http_status_code=403)
+    with pytest.raises(ModuleFailed, match=f"^{message}.*: .*AccessDenied"):
+        run_read(client, read)
+
+
+@pytest.mark.parametrize(
+    ("read", "method", "code"),
+    [
+        ("describe", "describe_replication_groups", "ReplicationGroupNotFoundFault"),
+        ("describe_member", "describe_cache_clusters", "CacheClusterNotFound"),
+    ],
+)
+def test_not_found_reads_as_none(
+    stubbed: tuple[Any, Stubber], read: str, method: str, code: str
+) -> None:
+    client, stubber = stubbed
+    stubber.add_client_error(method, service_error_code=code, http_status_code=404)
+    assert run_read(client, read) is None
+
+
+def test_not_found_is_an_error_where_it_means_nothing(stubbed: tuple[Any, Stubber]) -> None:
+    """Only the describes read 'not found' as absent; the member's code means nothing to the
+    group's describe, and a tag listing has no 'absent' answer."""
+    client, stubber = stubbed
+    stubber.add_client_error(
+        "describe_replication_groups", service_error_code="CacheClusterNotFound"
+    )
+    with pytest.raises(ModuleFailed, match=r"^Failed to describe replication group cachestack"):
+        run_read(client, "describe")
+    stubber.add_client_error(
+        "list_tags_for_resource", service_error_code="ReplicationGroupNotFoundFault"
+    )
+    with pytest.raises(ModuleFailed, match=r"^Failed to list tags of cachestack"):
+        run_read(client, "describe_tags")
+
+
+def test_a_failed_change_fails_naming_the_operation(stubbed: tuple[Any, Stubber]) -> None:
+    client, stubber = stubbed
+    stubber.add_client_error(
+        "delete_replication_group",
+        service_error_code="InvalidReplicationGroupState",
+        expected_params={"ReplicationGroupId": GROUP_ID},
+    )
+    manager = erg.ReplicationGroupManager(FakeModule(client))
+    with pytest.raises(
+        ModuleFailed,
+        match=r"^DeleteReplicationGroup failed for cachestack: .*InvalidReplicationGroupState",
+    ):
+        manager.call(
+            "DeleteReplicationGroup", "DeleteReplicationGroup", {"ReplicationGroupId": GROUP_ID}
+        )
+    assert manager.actions == ["DeleteReplicationGroup"]
+
+
+def test_a_botocore_error_without_a_code_fails_too() -> None:
+    """Not only ClientError: a connection failure (a BotoCoreError) reaches fail_json_aws."""
+
+    class Unreachable:
+        def describe_replication_groups(self, **_kwargs: Any) -> dict[str, Any]:
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url="https://x")
+
+    manager = erg.ReplicationGroupManager(FakeModule(Unreachable()))
+    with pytest.raises(
+        ModuleFailed, match=r"^Failed to describe replication group cachestack: Could not connect"
+    ):
+        manager.describe()
+
+
+def test_one_place_turns_aws_errors_into_fail_json_aws() -> None:
+    source = Path(erg.__file__).read_text()
+    assert source.count("fail_json_aws(") == 1
+    assert source.count("botocore.exceptions.ClientError") == 1
+    assert source.count("aws_retry=True") == 1
