@@ -40,7 +40,7 @@ from tests.servers.postgresql import free_port, start_postgresql
 from tests.servers.redis import start_redis
 
 REPO = Path(__file__).resolve().parents[2]
-APP_DIR = REPO / "roles" / "app" / "files"
+APP_DIR = REPO / "roles" / "web_app" / "files"
 WORKER_CLASS = "gthread_fair.ThreadWorker"  # the app role's; importable from APP_DIR
 TARGET_RATIO = 1.3
 TARGET_P99_MS = 12.0

@@ -211,7 +211,7 @@ def test_the_plan_with_a_stopped_container_shows_its_start(first_deploy: Playboo
         plan = ansible_playbook("site.yml", "--check", "--diff")
     finally:
         docker("start", "cachestack-db")
-    assert "cachestack.aws.sandbox : Start the systemd containers" in plan.changed_tasks(
+    assert "cachestack.aws.sandbox_hosts : Start the systemd containers" in plan.changed_tasks(
         "localhost"
     ), plan.tail()
     # The web host is planned too, up to what needs the database: its migrations say
@@ -266,7 +266,7 @@ def test_a_change_from_a_run_that_failed_is_applied_by_the_next(first_deploy: Pl
     """The run writes app.ini with the new TTL, then fails waiting for the migration lock
     (before its handlers). The next run finds app.ini as it wants it, and must still
     restart the app, or the new TTL would never reach it."""
-    ttl = ["-e", "app_cache_ttl=30"]
+    ttl = ["-e", "web_app_cache_ttl=30"]
     lock = f"SELECT pg_advisory_lock({migration_lock_key()}), pg_sleep(300)"
     holder = subprocess.Popen(
         ["docker", "exec", "cachestack-db", *psql_argv(lock)],
@@ -276,7 +276,7 @@ def test_a_change_from_a_run_that_failed_is_applied_by_the_next(first_deploy: Pl
     try:
         held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
         wait_for(lambda: in_container("cachestack-db", *psql_argv(held)).stdout.strip() != "0", 20)
-        failed = ansible_playbook("site.yml", *ttl, "-e", "app_migrations_lock_timeout=1")
+        failed = ansible_playbook("site.yml", *ttl, "-e", "web_app_migrations_lock_timeout=1")
         assert failed.returncode != 0, failed.tail()
         assert "app : Report why the migrations failed" in failed.output, failed.tail()
     finally:
@@ -318,7 +318,12 @@ def test_an_nginx_change_whose_reload_failed_is_applied_by_the_next_run(
     """A new site lands, then the reload's check of the whole tree fails (Debian's default
     site claims default_server too). Once that is fixed by hand, the next run finds the
     site as it wants it, and must still reload nginx."""
-    bigger = ["-e", "nginx_client_max_body_size=3m", "-e", "nginx_remove_default_site=false"]
+    bigger = [
+        "-e",
+        "web_nginx_client_max_body_size=3m",
+        "-e",
+        "web_nginx_remove_default_site=false",
+    ]
     assert post_status(2_000_000) == 413  # the default 1m
     default_site = "/etc/nginx/sites-enabled/default"
     in_container("cachestack-web", "ln", "-s", "/etc/nginx/sites-available/default", default_site)
@@ -374,7 +379,7 @@ def test_after_a_reload_only_new_workers_answer(first_deploy: PlaybookRun) -> No
     # deploy check comes right after them. `systemctl reload` returns while the old
     # workers, with the old app.ini, still answer (for about 0.6 s here).
     try:
-        run = ansible_playbook("tests/e2e/reload.yml", "-e", "app_cache_ttl=299")
+        run = ansible_playbook("tests/e2e/reload.yml", "-e", "web_app_cache_ttl=299")
         assert run.returncode == 0, run.tail()
         assert "Reload the app gracefully" in run.output, run.tail()
         (shown,) = [line for line in run.output.splitlines() if "noted before the reload:" in line]
@@ -443,7 +448,7 @@ def kill_site_run(marker: str, *args: str, delay: float = 0) -> None:
 
 def test_site_killed_mid_run_then_the_next_run_converges(first_deploy: PlaybookRun) -> None:
     # A run with a config change, killed once the web host's tasks have begun.
-    kill_site_run("cachestack.aws.app :", "-e", "app_cache_ttl=298", delay=2)
+    kill_site_run("cachestack.aws.web_app :", "-e", "web_app_cache_ttl=298", delay=2)
     converge = ansible_playbook("site.yml")
     assert converge.returncode == 0, converge.tail()
     wait_for(ready, 30)
@@ -472,7 +477,7 @@ def test_a_token_from_a_killed_run_reaches_the_nodes_on_the_next(
     new = secrets.token_hex(24)  # letters and digits, as the sandbox makes them
     token_file.write_text(new)  # the sandbox reads its token here on every run
     try:
-        kill_site_run("cachestack.aws.cache_server : Start and enable every node")
+        kill_site_run("cachestack.aws.sandbox_cache : Start and enable every node")
         assert redis_ping(old) == "PONG", "the killed run restarted the nodes after all"
 
         plan = ansible_playbook("site.yml", "--check", "--diff")

@@ -181,7 +181,7 @@ def test_a_certificate_near_its_expiry_is_renewed_and_served(first_deploy: Playb
     sign_short_lived_db_certificate(days=10)
     run = ansible_playbook("site.yml")
     assert run.returncode == 0, run.tail()
-    assert "cachestack.aws.tls_ca : Sign the server certificates (or renew them)" in (
+    assert "cachestack.aws.sandbox_tls_ca : Sign the server certificates (or renew them)" in (
         run.changed_tasks("localhost")
     ), run.tail()
     renewed = x509.load_pem_x509_certificate((TLS_DIR / "cachestack-db.crt").read_bytes())

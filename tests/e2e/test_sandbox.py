@@ -137,7 +137,7 @@ def test_a_config_change_under_load_fails_no_request(first_deploy: PlaybookRun) 
     loop = threading.Thread(target=request_loop)
     loop.start()
     try:
-        change = ansible_playbook("site.yml", "-e", "app_cache_ttl=299")
+        change = ansible_playbook("site.yml", "-e", "web_app_cache_ttl=299")
     finally:
         stop.set()
         loop.join()
@@ -207,9 +207,11 @@ def test_the_plan_lists_a_new_migration_and_applies_nothing(
 ) -> None:
     # A new release's files: the app's migrations plus one the host has never seen.
     source = tmp_path / "migrations"
-    shutil.copytree(ROOT / "roles" / "app" / "files" / "migrations", source)
+    shutil.copytree(ROOT / "roles" / "web_app" / "files" / "migrations", source)
     (source / "V999__planned_only.sql").write_text("CREATE TABLE planned_only (id int);\n")
-    plan = ansible_playbook("site.yml", "--check", "--diff", "-e", f"app_migrations_src={source}")
+    plan = ansible_playbook(
+        "site.yml", "--check", "--diff", "-e", f"web_app_migrations_src={source}"
+    )
     assert plan.returncode == 0, plan.tail()
     assert "pending: V999__planned_only.sql" in plan.output, plan.tail(120)
     listed = in_container("cachestack-web", "ls", "/opt/cachestack/migrations").stdout.split()
@@ -284,7 +286,7 @@ def test_a_new_secret_is_planned_then_applied(
 
 def test_a_new_database_port_is_planned_and_nothing_changes(first_deploy: PlaybookRun) -> None:
     # The plan must read the server on the port it runs on, not fail on the new one.
-    plan = ansible_playbook("site.yml", "--check", "--diff", "-e", "postgresql_server_port=5433")
+    plan = ansible_playbook("site.yml", "--check", "--diff", "-e", "sandbox_postgresql_port=5433")
     assert plan.returncode == 0, plan.tail()
     assert "-port = 5432" in plan.output and "+port = 5433" in plan.output, plan.tail(200)
     assert in_container("cachestack-db", *psql_argv("SHOW port")).stdout.strip() == "5432"
@@ -294,7 +296,7 @@ def test_a_new_database_port_is_planned_and_nothing_changes(first_deploy: Playbo
 def test_a_site_nginx_refuses_fails_the_plan_as_it_fails_the_run(first_deploy: PlaybookRun) -> None:
     # Well-formed, but nginx refuses it: busy buffers must stay below all proxy_buffers
     # (8 8k) minus one. Only nginx -t knows; the plan must say so too, not show a clean diff.
-    refused = ("-e", "nginx_proxy_busy_buffers_size=128k")
+    refused = ("-e", "web_nginx_proxy_busy_buffers_size=128k")
     site_before = in_container("cachestack-web", "cat", NGINX_SITE).stdout
     plan = ansible_playbook("site.yml", "--check", "--diff", *refused)
     assert plan.returncode != 0, plan.tail()
@@ -311,10 +313,10 @@ def test_a_site_nginx_refuses_fails_the_plan_as_it_fails_the_run(first_deploy: P
 
 
 def test_cache_engine_redis_swaps_the_server_in_place_and_back(first_deploy: PlaybookRun) -> None:
-    # Users on Redis OSS set cache_engine: redis; the sandbox then runs Debian's
+    # Users on Redis OSS set cachestack_cache_engine: redis; the sandbox then runs Debian's
     # redis-server on the same ports (the Valkey nodes stopped), and back again.
     try:
-        run = ansible_playbook("site.yml", "-e", "cache_engine=redis")
+        run = ansible_playbook("site.yml", "-e", "cachestack_cache_engine=redis")
         assert run.returncode == 0, run.tail()
         units = in_container(
             "cachestack-cache", "systemctl", "list-units", "--plain", "--no-legend", "*-server@*"
@@ -349,7 +351,7 @@ def test_a_new_redis_memory_limit_is_set_live_and_the_cache_keeps_its_data(
     wait_for(lambda: get(timeout=60).headers.get("X-Cache") == "HIT", 60)
     before = redis_run_ids()
     try:
-        run = ansible_playbook("site.yml", "-e", "cache_server_maxmemory_mb=200")
+        run = ansible_playbook("site.yml", "-e", "sandbox_cache_maxmemory_mb=200")
         assert run.returncode == 0, run.tail()
         for port in ("6379", "6380"):
             assert redis_cli(port, "CONFIG", "GET", "maxmemory").split() == [
@@ -365,19 +367,21 @@ def test_a_new_redis_memory_limit_is_set_live_and_the_cache_keeps_its_data(
 
 
 def test_bad_input_stops_before_anything_changes(first_deploy: PlaybookRun) -> None:
-    bad_port = ansible_playbook("site.yml", "-e", "sandbox_published_port=not-a-port")
+    bad_port = ansible_playbook("site.yml", "-e", "sandbox_hosts_published_port=not-a-port")
     assert bad_port.returncode != 0
-    assert "sandbox_published_port" in bad_port.output
+    assert "sandbox_hosts_published_port" in bad_port.output
     assert bad_port.changed_hosts() == {}
 
-    no_image = ansible_playbook("site.yml", "-e", "sandbox_image=cachestack-no-such-image:1")
+    no_image = ansible_playbook("site.yml", "-e", "sandbox_hosts_image=cachestack-no-such-image:1")
     assert no_image.returncode != 0
-    assert "sandbox_image: cachestack-no-such-image:1 is not on this machine" in no_image.output
+    assert (
+        "sandbox_hosts_image: cachestack-no-such-image:1 is not on this machine" in no_image.output
+    )
     assert no_image.changed_hosts() == {}
 
-    bad_ttl = ansible_playbook("site.yml", "-e", "app_cache_ttl=soon")
+    bad_ttl = ansible_playbook("site.yml", "-e", "web_app_cache_ttl=soon")
     assert bad_ttl.returncode != 0
-    assert "app_cache_ttl" in bad_ttl.output
+    assert "web_app_cache_ttl" in bad_ttl.output
     assert bad_ttl.changed_hosts() == {}
     assert get().status == 200
 
@@ -408,12 +412,12 @@ def test_a_port_held_by_another_program_stops_before_anything_changes(
         other_program.bind(("127.0.0.1", 0))
         other_program.listen()
         taken = other_program.getsockname()[1]
-        moved = ansible_playbook("site.yml", "-e", f"sandbox_published_port={taken}")
-    elsewhere = ansible_playbook("site.yml", "-e", "sandbox_published_address=192.0.2.1")
+        moved = ansible_playbook("site.yml", "-e", f"sandbox_hosts_published_port={taken}")
+    elsewhere = ansible_playbook("site.yml", "-e", "sandbox_hosts_published_address=192.0.2.1")
     for run, where in ((moved, f"127.0.0.1:{taken}"), (elsewhere, "192.0.2.1:8080")):
         assert run.returncode != 0
         said = " ".join(run.output.split())
-        assert f"sandbox_published_port: {where} cannot be published" in said, run.tail()
+        assert f"sandbox_hosts_published_port: {where} cannot be published" in said, run.tail()
         assert run.changed_hosts() == {}
     assert container_id("cachestack-web") == web_before
     assert get().status == 200

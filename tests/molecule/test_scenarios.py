@@ -19,7 +19,7 @@ SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.y
 
 
 def test_scenarios_are_found() -> None:
-    assert "sandbox_host" in SCENARIOS
+    assert "sandbox_hosts" in SCENARIOS
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

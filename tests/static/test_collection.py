@@ -79,7 +79,7 @@ def test_galaxy_build_is_small_and_installs(tmp_path: Path) -> None:
         names = tar.getnames()
     assert not [n for n in names if n.startswith((".venv", ".collections", ".cache", ".git/"))]
     assert "plugins/modules/postgresql_migrate.py" in names
-    assert "roles/app/files/cachestack_app/__init__.py" in names
+    assert "roles/web_app/files/cachestack_app/__init__.py" in names
     assert tarball.stat().st_size < 2 * 1024 * 1024, f"{tarball.stat().st_size} bytes"
     installed = run(
         VENV_BIN / "ansible-galaxy",

@@ -41,7 +41,7 @@ from tests.servers.redis import (  # noqa: F401  # pylint: disable=unused-import
 )
 
 REPO = Path(__file__).resolve().parents[3]
-APP_DIR = REPO / "roles" / "app" / "files"
+APP_DIR = REPO / "roles" / "web_app" / "files"
 # The virtualenv's gunicorn, the one the tests' Python imports.
 GUNICORN = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
 if str(APP_DIR) not in sys.path:
@@ -148,7 +148,7 @@ class Response:
 
 @dataclass
 class Gunicorn:
-    """gunicorn serving cachestack_app from roles/app/files, as the app role runs it."""
+    """gunicorn serving cachestack_app from roles/web_app/files, as the app role runs it."""
 
     config_path: Path
     workdir: Path

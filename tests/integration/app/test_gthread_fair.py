@@ -1,4 +1,4 @@
-"""The app role's gunicorn worker class (roles/app/files/gthread_fair.py): new connections
+"""The app role's gunicorn worker class (roles/web_app/files/gthread_fair.py): new connections
 are shared between workers, and idle kept-alive connections never stop a worker accepting."""
 
 from __future__ import annotations

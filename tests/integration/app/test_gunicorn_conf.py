@@ -15,18 +15,18 @@ from ansible.plugins.filter.core import to_bool
 from tests.integration.app.conftest import APP_DIR, GUNICORN, REPO, Gunicorn, get, ini, write_ini
 from tests.servers.postgresql import free_port
 
-TEMPLATE = REPO / "roles" / "app" / "templates" / "gunicorn.conf.py.j2"
+TEMPLATE = REPO / "roles" / "web_app" / "templates" / "gunicorn.conf.py.j2"
 
 DEFAULTS = {
-    "app_gunicorn_workers": 0,
-    "app_gunicorn_threads": 4,
-    "app_gunicorn_backlog": 2048,
-    "app_gunicorn_timeout": 30,
-    "app_gunicorn_graceful_timeout": 20,
-    "app_gunicorn_keepalive": 5,
-    "app_gunicorn_max_requests": 10000,
-    "app_gunicorn_access_log": True,
-    "app_gunicorn_log_level": "info",
+    "web_app_gunicorn_workers": 0,
+    "web_app_gunicorn_threads": 4,
+    "web_app_gunicorn_backlog": 2048,
+    "web_app_gunicorn_timeout": 30,
+    "web_app_gunicorn_graceful_timeout": 20,
+    "web_app_gunicorn_keepalive": 5,
+    "web_app_gunicorn_max_requests": 10000,
+    "web_app_gunicorn_access_log": True,
+    "web_app_gunicorn_log_level": "info",
 }
 
 
@@ -59,7 +59,7 @@ def _run(conf: Path, config_path: Path, workdir: Path) -> subprocess.Popen[str]:
 
 def test_template_serves_the_app(tmp_path, app_db, clean_redis):
     port = free_port()
-    conf = render(tmp_path / "gunicorn.conf.py", app_gunicorn_bind=f"127.0.0.1:{port}")
+    conf = render(tmp_path / "gunicorn.conf.py", web_app_gunicorn_bind=f"127.0.0.1:{port}")
     proc = _run(conf, write_ini(tmp_path, ini(app_db, clean_redis)), tmp_path)
     try:
         deadline = time.monotonic() + 20
@@ -86,7 +86,7 @@ def test_template_serves_the_app(tmp_path, app_db, clean_redis):
 
 
 def test_template_stops_on_bad_config(tmp_path):
-    conf = render(tmp_path / "gunicorn.conf.py", app_gunicorn_bind=f"127.0.0.1:{free_port()}")
+    conf = render(tmp_path / "gunicorn.conf.py", web_app_gunicorn_bind=f"127.0.0.1:{free_port()}")
     bad = write_ini(tmp_path, "[postgresql]\nhost = db\n")
     proc = _run(conf, bad, tmp_path)
     out, _stderr = proc.communicate(timeout=60)
@@ -119,7 +119,7 @@ def _get_or_print(proc, port):
 def test_reload_serves_the_new_config(tmp_path, app_db, clean_redis):
     # systemctl reload sends HUP: the preloaded app must not outlive it.
     port = free_port()
-    conf = render(tmp_path / "gunicorn.conf.py", app_gunicorn_bind=f"127.0.0.1:{port}")
+    conf = render(tmp_path / "gunicorn.conf.py", web_app_gunicorn_bind=f"127.0.0.1:{port}")
     config_path = write_ini(tmp_path, ini(app_db, clean_redis))
     proc = _run(conf, config_path, tmp_path)
     try:

@@ -56,13 +56,13 @@ KEY_PAIR = "cachestack-tests"
 LOGIN_USER_TAG = "cachestack:login-user"
 BASE_VARS: dict[str, Any] = {
     "cachestack_ssh_cidrs": [SSH_CIDR],
-    "web_instance_key_name": KEY_PAIR,
+    "aws_web_instance_key_name": KEY_PAIR,
     # moto never finishes deleting a replication group: do not wait for it.
-    "cache_wait_for_delete": False,
+    "aws_cache_wait_for_delete": False,
     "confirm_teardown": STACK,
     # The stand-in's states last seconds, not minutes: look again every second.
-    "database_poll_interval": 1,
-    "network_retry_interval": 1,
+    "aws_database_poll_interval": 1,
+    "aws_network_retry_interval": 1,
     "aws_secrets_retry_interval": 2,
 }
 PLAYBOOK_TIMEOUT = 600
@@ -70,9 +70,9 @@ HOST_KEY_TAG = "cachestack:ssh-host-key"
 # What test_changing_one_input_changes_only_that changes; the runs after it keep them.
 CHANGED_INPUTS: dict[str, Any] = {
     "cachestack_ssh_cidrs": [NEW_SSH_CIDR],
-    "cache_snapshot_retention_limit": 3,
+    "aws_cache_snapshot_retention_limit": 3,
     # A resize: ModifyReplicationGroup scales the nodes, and the group is modifying meanwhile.
-    "cache_node_type": "cache.t3.small",
+    "aws_cache_node_type": "cache.t3.small",
 }
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -359,15 +359,15 @@ def test_site_stops_without_a_way_in(moto_url: str, aws: Aws) -> None:
 @pytest.mark.parametrize(
     ("key_name", "says"),
     [
-        ("", "web_instance_key_name is empty"),
-        ("no-such-key", "web_instance_key_name: the EC2 key pair no-such-key was not found"),
+        ("", "aws_web_instance_key_name is empty"),
+        ("no-such-key", "aws_web_instance_key_name: the EC2 key pair no-such-key was not found"),
     ],
 )
 def test_provision_stops_without_a_key_pair_to_log_in_with(
     moto_url: str, aws: Aws, key_name: str, says: str
 ) -> None:
     run = run_playbook(
-        moto_url, "playbooks/provision.yml", extra={"web_instance_key_name": key_name}
+        moto_url, "playbooks/provision.yml", extra={"aws_web_instance_key_name": key_name}
     )
     assert run.returncode != 0, explain(run)
     assert says in " ".join((run.stdout + run.stderr).split()), explain(run)
@@ -379,15 +379,15 @@ def test_provision_stops_without_a_key_pair_to_log_in_with(
     ("extra", "says"),
     [
         (
-            {"database_instance_class": "db.t3.nano"},
+            {"aws_database_instance_class": "db.t3.nano"},
             "0 availability zone(s) offer everything (none), 2 needed:"
             " ec2:t3.micro in ['us-east-1a', 'us-east-1b', 'us-east-1c', 'us-east-1d',"
             " 'us-east-1f']; rds:db.t3.nano in none",
         ),
         (
             # moto's catalogue, like AWS's, sells no t3.micro in us-east-1e.
-            {"network_availability_zones": ["us-east-1a", "us-east-1e"]},
-            "network_availability_zones names zones that do not offer both",
+            {"aws_network_availability_zones": ["us-east-1a", "us-east-1e"]},
+            "aws_network_availability_zones names zones that do not offer both",
         ),
     ],
     ids=["db-class-sold-nowhere", "zone-without-the-instance-type"],
@@ -399,7 +399,7 @@ def test_provision_stops_unless_two_zones_offer_the_instance_type_and_the_db_cla
     assert run.returncode != 0, explain(run)
     said = " ".join((run.stdout + run.stderr).split())
     assert says in said, explain(run)
-    assert "Change web_instance_type or database_instance_class" in said, explain(run)
+    assert "Change aws_web_instance_type or aws_database_instance_class" in said, explain(run)
     assert aws.stack_vpcs() == []
     assert aws.secrets.list_secrets()["SecretList"] == []
 
@@ -735,12 +735,12 @@ def test_changing_one_input_changes_only_that(
     ("extra", "says"),
     [
         (
-            {"cache_at_rest_encryption": False},
+            {"aws_cache_at_rest_encryption": False},
             f"cache: {STACK}-cache: at_rest_encryption_enabled is True and AWS cannot change"
             " it on an existing replication group",
         ),
         (
-            {"database_maintenance_window": "mon:25:00-mon:26:00"},
+            {"aws_database_maintenance_window": "mon:25:00-mon:26:00"},
             "Invalid day:hour:minute value: mon:25:00-mon:26:00",
         ),
     ],
@@ -771,8 +771,8 @@ def test_a_cache_engine_and_parameter_group_that_do_not_fit_are_refused_before_a
 ) -> None:
     logged = len(standin_calls(moto_url))
     mismatched = {
-        "cache_engine": "valkey",
-        "cache_parameter_group_name": "default.redis7.cluster.on",
+        "cachestack_cache_engine": "valkey",
+        "aws_cache_parameter_group_name": "default.redis7.cluster.on",
     }
     run = run_playbook(moto_url, "playbooks/provision.yml", extra={**CHANGED_INPUTS, **mismatched})
     assert run.returncode != 0, explain(run)
@@ -869,7 +869,7 @@ def test_secrets_changed_by_hand_reach_the_database_and_the_cache(
 
 
 def test_the_nat_gateway_can_be_left_out(moto_url: str, aws: Aws, secrets_seen: list[str]) -> None:
-    without_nat = {**CHANGED_INPUTS, "network_nat_gateway": False}
+    without_nat = {**CHANGED_INPUTS, "aws_network_nat_gateway": False}
     run = run_playbook(moto_url, "playbooks/provision.yml", extra=without_nat)
     assert succeeded(run), explain(run)
     assert_no_secret(run, secrets_seen)
@@ -945,12 +945,12 @@ def test_configure_on_an_account_without_the_stack_fails_naming_what_is_missing(
 
 # The stack as the release before Valkey, PostgreSQL 17 and Debian built it.
 PREVIOUS_PLATFORM: dict[str, Any] = {
-    "cache_engine": "redis",
-    "cache_engine_version": "7.1",
-    "cache_parameter_group_name": "default.redis7.cluster.on",
-    "database_engine_version": "16",
-    "database_parameter_group_family": "postgres16",
-    "web_instance_os": "ubuntu",
+    "cachestack_cache_engine": "redis",
+    "cachestack_cache_engine_version": "7.1",
+    "aws_cache_parameter_group_name": "default.redis7.cluster.on",
+    "cachestack_database_engine_version": "16",
+    "aws_database_parameter_group_family": "postgres16",
+    "aws_web_instance_os": "ubuntu",
 }
 
 
@@ -1027,7 +1027,7 @@ def test_a_teardown_that_runs_out_of_time_names_what_holds_the_network(
     run = run_playbook(
         moto_url,
         "playbooks/teardown.yml",
-        extra={"network_dependency_timeout": 3, "network_retry_interval": 1},
+        extra={"aws_network_dependency_timeout": 3, "aws_network_retry_interval": 1},
     )
     assert run.returncode != 0, explain(run)
     said = " ".join((run.stdout + run.stderr).split())

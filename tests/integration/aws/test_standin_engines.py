@@ -130,7 +130,7 @@ def test_valkey_back_to_redis_is_refused_and_logged(moto_url: str) -> None:
 
 
 def newest(url: str, owner: str, name: str) -> dict[str, Any]:
-    """The newest image as roles/web_instance searches: owner, name, x86_64, available."""
+    """The newest image as roles/aws_web_instance searches: owner, name, x86_64, available."""
     images = client(url, "ec2").describe_images(
         Owners=[owner],
         Filters=[

@@ -70,7 +70,7 @@ def test_waiters_outlast_the_lock_which_outlasts_the_query(statement_timeout):
     # expire first (a second request would run the query beside it), and by default the
     # waiters must not give up before the lock expires (they would answer 503 needlessly).
     assert service.lock_timeout * 1000 > service.lock_ttl_ms > longest_query_ms
-    # The app role checks gunicorn's timeout against the same wait (__app_cache_lock_wait).
+    # The app role checks gunicorn's timeout against the same wait (__web_app_cache_lock_wait).
     assert service.lock_timeout == config.postgresql.connect_timeout + statement_timeout + 4
 
 
