@@ -12,6 +12,8 @@ from cachestack_app.db import query_timeout
 from cachestack_app.page import html, render_page
 from cachestack_app.service import PageService, encode_value
 
+from tests.unit.app.web_app_role import render_template, render_var
+
 CONFIG = parse_config("[postgresql]\nhost = db\n[redis]\nhost = c\n[cache]\nttl = 100\n")
 
 
@@ -70,8 +72,26 @@ def test_waiters_outlast_the_lock_which_outlasts_the_query(statement_timeout):
     # expire first (a second request would run the query beside it), and by default the
     # waiters must not give up before the lock expires (they would answer 503 needlessly).
     assert service.lock_timeout * 1000 > service.lock_ttl_ms > longest_query_ms
-    # The app role checks gunicorn's timeout against the same wait (__web_app_cache_lock_wait).
-    assert service.lock_timeout == config.postgresql.connect_timeout + statement_timeout + 4
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # the role's defaults
+        {"web_app_db_statement_timeout": 0.5},
+        {"web_app_db_statement_timeout": 600, "web_app_db_connect_timeout": 10},
+        {"web_app_cache_lock_timeout": 2},
+        {"web_app_cache_lock_timeout": 0.5, "web_app_db_statement_timeout": 90},
+    ],
+)
+def test_the_roles_lock_wait_is_the_apps(overrides):
+    # The app role checks gunicorn's timeout against __web_app_cache_lock_wait (preflight):
+    # it must be the wait the app computes from the app.ini the role writes. Both sides come
+    # from the role's own files, rendered by Ansible's templar.
+    config = parse_config(render_template("app.ini.j2", **overrides))
+    service = PageService(config, db=None, cache=None)  # type: ignore[arg-type]
+    role_wait = float(render_var("__web_app_cache_lock_wait", **overrides))
+    assert service.lock_timeout == pytest.approx(role_wait)
 
 
 def test_explicit_lock_timeout_is_honoured_and_keeps_the_lock_ttl():
