@@ -39,6 +39,7 @@ from tests.servers.redis import (  # noqa: F401  # pylint: disable=unused-import
     redis_tls_server,
     tls_certificates,
 )
+from tests.unit.app.web_app_role import render_template
 
 REPO = Path(__file__).resolve().parents[3]
 APP_DIR = REPO / "roles" / "web_app" / "files"
@@ -148,19 +149,23 @@ class Response:
 
 @dataclass
 class Gunicorn:
-    """gunicorn serving cachestack_app from roles/web_app/files, as the app role runs it."""
+    """gunicorn serving cachestack_app from roles/web_app/files as the app role runs it: its
+    gunicorn.conf.py rendered from the role's template with the role's defaults (worker
+    class, workers from the CPU count, threads, no preload, ...); only the bind port is the
+    test's. PROMETHEUS_MULTIPROC_DIR and CACHESTACK_APP_CONFIG as in the role's unit."""
 
     config_path: Path
     workdir: Path
     port: int = field(default_factory=free_port)
-    workers: int = 2
-    threads: int = 4
-    preload: bool = True  # as the production config: the app (and its config) loads once
     process: subprocess.Popen[str] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "gunicorn.conf.py"
 
     def env(self) -> dict[str, str]:
         metrics_dir = self.workdir / "metrics"
@@ -171,23 +176,23 @@ class Gunicorn:
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }
 
+    def write_conf(self) -> Path:
+        text = render_template(
+            "gunicorn.conf.py.j2", web_app_gunicorn_bind=f"127.0.0.1:{self.port}"
+        )
+        self.conf_path.write_text(text)
+        return self.conf_path
+
+    def settings(self) -> dict[str, Any]:
+        """The rendered configuration's settings, as gunicorn reads them (executed)."""
+        namespace: dict[str, Any] = {}
+        exec(compile(self.write_conf().read_text(), str(self.conf_path), "exec"), namespace)  # noqa: S102
+        return namespace
+
     def command(self) -> list[str]:
-        return [
-            GUNICORN,
-            "cachestack_app:create_app()",
-            "-w",
-            str(self.workers),
-            "-k",
-            "gthread_fair.ThreadWorker",
-            "--threads",
-            str(self.threads),
-            "-b",
-            f"127.0.0.1:{self.port}",
-            "--graceful-timeout",
-            "2",
-            "--no-control-socket",
-            *(["--preload"] if self.preload else []),
-        ]
+        # The unit runs `gunicorn 'cachestack_app:create_app()'` in the code folder, which
+        # holds gunicorn.conf.py; here the rendered file is named, the folder is APP_DIR.
+        return [GUNICORN, "-c", str(self.write_conf()), "cachestack_app:create_app()"]
 
     def start(self, timeout: float = 20) -> None:
         self.process = subprocess.Popen(

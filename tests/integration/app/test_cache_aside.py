@@ -261,22 +261,6 @@ def test_healthz(app_db, clean_redis, make_app):
     assert ready.json == {"status": "ok", "postgresql": "ok", "redis": "ok"}
 
 
-def test_metrics_in_process(app_db, clean_redis, make_app):
-    _app, client = make_app(ini(app_db, clean_redis))
-    client.get("/")
-    client.get("/")
-    text = client.get("/metrics").get_data(as_text=True)
-    for name in (
-        "cachestack_http_requests_total",
-        "cachestack_cache_hits_total",
-        "cachestack_cache_misses_total",
-        "cachestack_cache_bypasses_total",
-        "cachestack_slow_queries_total",
-        "cachestack_http_request_duration_seconds_bucket",
-    ):
-        assert name in text
-
-
 def test_postgresql_verify_full_with_sslrootcert(postgresql_tls_server, clean_redis, make_app):
     pg = postgresql_tls_server
     install_slow_function(pg)

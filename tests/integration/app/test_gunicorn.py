@@ -1,13 +1,17 @@
-"""The app under gunicorn as deployed: stampede across workers, metrics across workers,
-and bad configuration stopping gunicorn with one clear line."""
+"""The app under gunicorn as deployed (the app role's gunicorn.conf.py, rendered from its
+template with its defaults): stampede across workers, metrics across workers, and bad
+configuration stopping gunicorn with one clear line."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 
 from tests.integration.app.conftest import (
     APP_DIR,
@@ -43,25 +47,67 @@ def test_50_concurrent_cold_requests_run_the_slow_query_once(app_db, clean_redis
     assert metric(metrics, "cachestack_cache_hits_total") == outcomes.count("HIT")
 
 
+def served_per_worker(metrics_dir: Path) -> dict[int, float]:
+    """GET / requests each worker counted in its own multiprocess file (counter_<pid>.db)."""
+    served: dict[int, float] = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        served[pid] = sum(
+            value
+            for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(str(path))
+            if json.loads(key)[1:3]
+            == ["cachestack_http_requests_total", {"method": "GET", "route": "/", "status": "200"}]
+        )
+    return served
+
+
 def test_metrics_add_up_across_workers(app_db, clean_redis, gunicorn_factory):
+    # As the role runs it: its gunicorn.conf.py (no preload, workers from the CPU count,
+    # gthread_fair), PROMETHEUS_MULTIPROC_DIR set; /metrics must add up every worker's counts.
     server = gunicorn_factory(ini(app_db, clean_redis))
-    assert get(server.url + "/").headers["X-Cache"] == "MISS"
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        responses = list(pool.map(lambda _: get(server.url + "/"), range(40)))
-    assert [r.headers["X-Cache"] for r in responses] == ["HIT"] * 40
+    settings = server.settings()
+    workers = settings["workers"]
+    assert workers >= 2 and settings["preload_app"] is False
+    # A cold burst larger than all workers' room (gthread_fair: twice their threads busy):
+    # the requests wait on the cache lock while one runs the slow query, so each worker
+    # takes its share, and then a run of hits.
+    burst = 3 * workers * 2 * settings["threads"]
+    barrier = threading.Barrier(burst)
+
+    def one(_index: int):
+        barrier.wait()
+        return get(server.url + "/")
+
+    with ThreadPoolExecutor(max_workers=burst) as pool:
+        responses = list(pool.map(one, range(burst)))
+    responses += [get(server.url + "/") for _request in range(20)]
+    outcomes = [r.headers["X-Cache"] for r in responses]
+    assert [r.status for r in responses] == [200] * len(responses)
+
     metrics = get(server.url + "/metrics").body
-    assert metric(metrics, "cachestack_cache_hits_total") == 40
-    assert metric(metrics, "cachestack_cache_misses_total") == 1
-    assert metric(metrics, 'cachestack_http_request_duration_seconds_count{route="/"}') == 41
+    assert metric(metrics, "cachestack_cache_misses_total") == outcomes.count("MISS") >= 1
+    assert metric(metrics, "cachestack_cache_hits_total") == outcomes.count("HIT")
+    assert metric(metrics, "cachestack_cache_bypasses_total") == 0
+    assert metric(metrics, "cachestack_slow_queries_total") == slow_calls(app_db) == 1
+    total = len(responses)
+    assert metric(metrics, 'cachestack_http_request_duration_seconds_count{route="/"}') == total
     assert (
-        metric(metrics, 'cachestack_http_requests_total{method="GET",route="/",status="200"}') == 41
+        metric(metrics, 'cachestack_http_request_duration_seconds_bucket{le="+Inf",route="/"}')
+        == total
     )
-    # Two workers wrote metrics; /metrics summed them. The app loaded once, in the master.
-    pids = {p.stem.rsplit("_", 1)[1] for p in (server.workdir / "metrics").glob("counter_*.db")}
-    assert len(pids) >= 2
+    assert (
+        metric(metrics, 'cachestack_http_requests_total{method="GET",route="/",status="200"}')
+        == total
+    )
+    # The sum is over workers that each served part of the requests: no one process saw them all.
+    served = served_per_worker(server.workdir / "metrics")
+    assert sum(served.values()) == total
+    assert len([pid for pid, count in served.items() if count > 0]) >= 2, served
+    assert max(served.values()) < total
     log = server.stop()
-    assert log.count("cachestack_app: started") == 1
-    assert log.count("Booting worker") == 2
+    # No preload: each worker built the app itself, as in production.
+    assert log.count("cachestack_app: started") == workers
+    assert log.count("Booting worker") == workers
 
 
 def _bad_configs(tmp_path, app_db, redis) -> dict[str, tuple[str, str]]:
