@@ -1,0 +1,178 @@
+"""Run cachestack.aws.valkey_cluster through real ansible-playbook processes against real
+cluster-mode nodes (TLS, AUTH) from tests/servers/redis.py, not yet joined.
+
+Each run writes a one-task playbook and a 0600 vars file holding the token (never on a
+command line) to the test's tmp_path, runs ansible-playbook from the repository root (its
+ansible.cfg resolves cachestack.aws from this checkout) with the ansible.posix.json
+callback, and returns the task's result. The module drives the host's redis-cli (a Redis
+OSS 7 client, the one Debian ships; it speaks to Valkey and Redis alike).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers.redis import (  # pylint: disable=unused-import
+    RedisServer,
+    TLSCertificates,
+    start_redis,
+    tls_certificates,
+)
+
+# The session fixture is imported so pytest finds it here; the fixture below asks for it.
+_ = tls_certificates
+
+ROOT = Path(__file__).resolve().parents[3]
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+COLLECTIONS = ROOT / ".collections"
+
+
+@dataclass
+class PlayRun:
+    rc: int
+    stdout: str
+    stderr: str
+    result: dict[str, Any]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.result.get("changed"))
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.result.get("failed"))
+
+    @property
+    def kinds(self) -> list[tuple[str, int]]:
+        return [(a["action"], a["port"]) for a in self.result.get("actions", [])]
+
+
+class Nodes:
+    """Cluster-mode nodes of one engine, each alone, and the module run against them."""
+
+    def __init__(
+        self, nodes: list[RedisServer], token: str, certs: TLSCertificates, tmp: Path
+    ) -> None:
+        self.nodes = nodes
+        self.token = token
+        self.certs = certs
+        self.tmp = tmp
+        self._n = 0
+        self.vars_file = tmp / "secret-vars.json"
+        fd = os.open(self.vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"cache_token": token}, fh)
+        self.cli = shutil.which("redis-cli") or shutil.which("valkey-cli")
+        if not self.cli:
+            raise FileNotFoundError(
+                "neither redis-cli nor valkey-cli on PATH: apt-get install redis-tools"
+            )
+        link = COLLECTIONS / "ansible_collections" / "cachestack" / "aws"
+        if link.resolve() != ROOT:
+            raise FileNotFoundError(f"{link} does not lead to {ROOT}: run scripts/setup")
+
+    @property
+    def ports(self) -> list[int]:
+        return [n.port for n in self.nodes]
+
+    def run(self, check: bool = False, diff: bool = False, **overrides: Any) -> PlayRun:
+        self._n += 1
+        args: dict[str, Any] = {
+            "ports": self.ports,
+            "shards": 1,
+            "replicas_per_shard": len(self.nodes) - 1,
+            "cli": self.cli,
+            "ca_cert": str(self.certs.ca_file),
+            "auth_token": "{{ cache_token }}",
+            "live_settings": {"maxmemory": "0", "appendonly": "no", "save": ""},
+            "wait_timeout": 60,
+        }
+        args.update(overrides)
+        play = [
+            {
+                "name": "Cluster",
+                "hosts": "localhost",
+                "gather_facts": False,
+                "tasks": [{"name": "Cluster", "cachestack.aws.valkey_cluster": args}],
+            }
+        ]
+        playbook = self.tmp / f"play{self._n}.yml"
+        playbook.write_text(json.dumps(play, indent=2))
+        cmd = [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "-e",
+            f"@{self.vars_file}",
+            str(playbook),
+        ]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        env = {
+            **os.environ,
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+            "ANSIBLE_LOCALHOST_WARNING": "false",
+            "ANSIBLE_NOCOLOR": "1",
+        }
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False
+        )
+        try:
+            result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        except (ValueError, KeyError, IndexError) as exc:
+            raise AssertionError(
+                f"no module result from ansible-playbook {playbook} (rc {proc.returncode}):\n"
+                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            ) from exc
+        return PlayRun(proc.returncode, proc.stdout, proc.stderr, result)
+
+    def command(self, node: RedisServer, *args: Any) -> Any:
+        client = node.client(decode_responses=True)
+        try:
+            return client.execute_command(*args)
+        finally:
+            client.close()
+
+    def myself(self, node: RedisServer) -> dict[str, Any]:
+        view = self.command(node, "CLUSTER NODES")
+        return next(v for v in view.values() if "myself" in v["flags"])
+
+
+@pytest.fixture(params=["valkey", "redis"])
+def cluster_nodes(
+    request: pytest.FixtureRequest,
+    tls_certificates: TLSCertificates,
+    tmp_path: Path,
+) -> Iterator[Nodes]:
+    """Two TLS + AUTH cluster-mode nodes of the engine, not joined (primary and replica to be)."""
+    token = secrets.token_urlsafe(24)
+    nodes: list[RedisServer] = []
+    try:
+        for _ in range(2):
+            nodes.append(
+                start_redis(
+                    password=token, certs=tls_certificates, cluster=True, engine=request.param
+                )
+            )
+        yield Nodes(nodes, token, tls_certificates, tmp_path)
+    finally:
+        for node in nodes:
+            node.destroy()
