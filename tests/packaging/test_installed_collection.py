@@ -85,7 +85,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         cwd=ROOT,
     )
     assert_clean(built)
-    tarball = next((tmp / "dist").glob("cachestack-aws-*.tar.gz"))
+    [tarball] = list((tmp / "dist").glob("cachestack-aws-*.tar.gz"))
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
     workdir = tmp / "elsewhere"
