@@ -176,11 +176,16 @@ def test_shared_settings_reach_the_playbooks_of_the_installed_collection(
     link = installed.collection / "playbooks/group_vars"
     assert link.is_symlink(), "playbooks/group_vars should stay a link to ../group_vars"
     assert (link / "all/main.yml").is_file(), f"{link} does not lead to group_vars/all/main.yml"
-    # Playbook-adjacent group_vars, as ansible-playbook cachestack.aws.site reads them.
+    # Playbook-adjacent group_vars, as ansible-playbook cachestack.aws.site reads them, with
+    # a user's inventory that has no group_vars of its own (the shipped ones link the same
+    # file as group_vars/all/stack.yml).
+    inventory = installed.workdir / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    sandbox_controller:\n      hosts:\n        localhost:\n"
+    )
     shown = run(
         [
-            *(VENV_BIN / "ansible-inventory", "--host", "localhost"),
-            *("-i", installed.collection / "inventory/sandbox"),
+            *(VENV_BIN / "ansible-inventory", "--host", "localhost", "-i", inventory),
             *("--playbook-dir", installed.collection / "playbooks"),
         ],
         cwd=installed.workdir,
@@ -190,6 +195,11 @@ def test_shared_settings_reach_the_playbooks_of_the_installed_collection(
     host_vars = json.loads(shown.stdout)
     assert host_vars.get("cachestack_stack_name") == "cachestack", host_vars
     assert host_vars.get("cachestack_cache_engine") == "valkey", host_vars
+    # The example inventories link the same settings (for plays of hosts added at run time).
+    for example in ("sandbox", "aws"):
+        shared = installed.collection / f"inventory/{example}/group_vars/all/stack.yml"
+        assert shared.resolve() == (installed.collection / "group_vars/all/main.yml").resolve()
+        assert shared.is_file(), f"{shared} does not lead to group_vars/all/main.yml"
 
 
 @pytest.mark.parametrize("playbook", ["site", "provision", "configure", "teardown"])
