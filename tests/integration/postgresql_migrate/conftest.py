@@ -244,7 +244,7 @@ def module_lock_key(schema: str, table: str) -> int:
     """The advisory lock key the module derives for a history table."""
     if str(COLLECTIONS) not in sys.path:
         sys.path.insert(0, str(COLLECTIONS))
-    from ansible_collections.cachestack.aws.plugins.modules.postgresql_migrate import lock_key
+    from ansible_collections.cachestack.aws.plugins.module_utils._migrate_plan import lock_key
 
     return lock_key(schema, table)
 

@@ -177,17 +177,55 @@ def test_edited_applied_file_fails_or_warns(migrate: Migrate) -> None:
     assert migrate.history_versions() == ["1", "2", "3"]
 
 
+def advisory_lock_sessions(migrate: Migrate) -> list[tuple[int, bool, str]]:
+    """(pid, granted, current query) of each session holding or awaiting the module's
+    advisory lock on the default history table, in this database."""
+    unsigned = module_lock_key("public", "cachestack_schema_history") & 0xFFFFFFFFFFFFFFFF
+    return migrate.query(
+        "SELECT l.pid, l.granted, a.query FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+        " WHERE l.locktype = 'advisory' AND l.objsubid = 1"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND l.classid::bigint = %s AND l.objid::bigint = %s ORDER BY l.granted DESC",
+        (unsigned >> 32, unsigned & 0xFFFFFFFF),
+    )
+
+
+def wait_for(condition: Any, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"never saw {what}"
+        time.sleep(0.05)
+    return found
+
+
 def test_two_playbooks_started_at_the_same_moment(migrate: Migrate) -> None:
+    # One run takes the lock and applies the files; the other's session is seen waiting
+    # for that lock while the first is inside V2, and then finds nothing to do: every
+    # version is applied once, by the first.
     migrate.write("V1__create_items.sql", V1)
-    # Long enough that the two runs surely overlap on the lock.
-    migrate.write("V2__slow_seed.sql", "SELECT pg_sleep(1.5);\n" + V2)
+    # Longer than the ansible-playbook start-up, so the second run reaches the lock in time.
+    migrate.write("V2__slow_seed.sql", "SELECT pg_sleep(8);\n" + V2)
     migrate.write("V3__add_price.sql", V3)
 
-    t0 = time.monotonic()
-    first = migrate.start()
-    second = migrate.start()
-    runs = [migrate.finish(first), migrate.finish(second)]
-    elapsed = time.monotonic() - t0
+    started = [migrate.start(), migrate.start()]
+
+    def holder_in_v2_and_a_waiter() -> list[tuple[int, bool, str]]:
+        sessions = advisory_lock_sessions(migrate)
+        holding = [s for s in sessions if s[1] and "pg_sleep" in s[2]]
+        return sessions if holding and any(not s[1] for s in sessions) else []
+
+    sessions = wait_for(holder_in_v2_and_a_waiter, "one run waiting while the other runs V2")
+    granted = [pid for pid, is_granted, _query in sessions if is_granted]
+    waiting = [pid for pid, is_granted, _query in sessions if not is_granted]
+    assert len(granted) == 1 and len(waiting) == 1 and waiting != granted, sessions
+    assert migrate.history_versions() == ["1"]  # the holder is in the middle of V2
+    # The wait ends only once the holder has applied everything and let the lock go.
+    wait_for(
+        lambda: not [s for s in advisory_lock_sessions(migrate) if not s[1]],
+        "the waiting run's wait ending",
+    )
+    assert migrate.history_versions() == ["1", "2", "3"]
+    runs = [migrate.finish(run) for run in started]
 
     assert [r.rc for r in runs] == [0, 0], [r.msg for r in runs]
     assert sorted(r.changed for r in runs) == [False, True]
@@ -201,7 +239,6 @@ def test_two_playbooks_started_at_the_same_moment(migrate: Migrate) -> None:
         "SELECT version, count(*) FROM cachestack_schema_history GROUP BY version ORDER BY 1"
     ) == [("1", 1), ("2", 1), ("3", 1)]
     assert migrate.query("SELECT count(*) FROM items") == [(2,)]
-    print(f"two concurrent runs finished in {elapsed:.1f} s")
 
 
 def test_transactional_and_no_transaction_files_in_one_run(migrate: Migrate) -> None:
