@@ -13,6 +13,8 @@ DescribeReplicationGroups lists. AWS (its API reference, botocore's ElastiCache 
   ``EngineVersion`` (the full version, ``7.1.0`` for a group created with ``7.1``),
   ``CacheParameterGroup``, ``CacheNodeType``, ``CacheSubnetGroupName``,
   ``SecurityGroups`` and ``PreferredMaintenanceWindow``.
+* ModifyReplicationGroup's ``PreferredMaintenanceWindow`` and ``SecurityGroupIds`` apply to
+  the group's member clusters (moto ignores both).
 * A group created without a version runs the engine's newest; without a parameter group,
   AWS's default group of its family (``default.<family>.cluster.on`` in cluster mode).
 
@@ -167,6 +169,12 @@ def _modify_replication_group(self: ElastiCacheResponse) -> ActionResult:
             group.engine_version = full_version(version, group.engine)
         if parameter_group:
             group.cache_parameter_group_name = parameter_group
+        window = self._get_param("PreferredMaintenanceWindow")
+        if window:
+            group.preferred_maintenance_window = window
+        security_group_ids = self._get_param("SecurityGroupIds")
+        if security_group_ids:
+            group.security_group_ids = list(security_group_ids)
     return result
 
 

@@ -313,3 +313,74 @@ def test_a_mismatched_parameter_group_fails_before_the_create(
     assert "needs family valkey8: use default.valkey8.cluster.on" in refused["msg"]
     assert describe(standin_elasticache) is None
     assert logged_calls(standin) == []
+
+
+def members_settings(client: Any, group: dict[str, Any]) -> set[tuple[str, tuple[str, ...]]]:
+    """(maintenance window, security group ids) of every member cache cluster."""
+    found = set()
+    for member_id in group["MemberClusters"]:
+        (member,) = client.describe_cache_clusters(CacheClusterId=member_id)["CacheClusters"]
+        found.add(
+            (
+                member["PreferredMaintenanceWindow"],
+                tuple(sorted(sg["SecurityGroupId"] for sg in member["SecurityGroups"])),
+            )
+        )
+    return found
+
+
+def test_member_cluster_drift_is_reported_and_corrected(
+    run_standin_play: Callable[..., PlayRun], standin_elasticache: Any, standin: str
+) -> None:
+    # The maintenance window and the security groups are read from a member cache cluster
+    # (DescribeCacheClusters), not from the group: a change made by hand is found there.
+    client = standin_elasticache
+    wanted = dict(
+        GROUP_ARGS,
+        preferred_maintenance_window="sun:05:00-sun:06:00",
+        security_group_ids=["sg-0aaaaaaaaaaaaaaaa"],
+    )
+    created, again = ok(run_standin_play(Step(wanted), Step(wanted)))
+    assert created["changed"] and not again["changed"], again["actions"]
+    assert again["diff"]["before"].get("preferred_maintenance_window") == "sun:05:00-sun:06:00"
+    assert again["diff"]["before"].get("security_group_ids") == ["sg-0aaaaaaaaaaaaaaaa"]
+    group = describe(client)
+    assert group is not None and len(group["MemberClusters"]) == 2
+    assert "PreferredMaintenanceWindow" not in group  # the group does not report them
+    assert "SecurityGroups" not in group
+    assert members_settings(client, group) == {("sun:05:00-sun:06:00", ("sg-0aaaaaaaaaaaaaaaa",))}
+
+    # Changed by hand, outside the module.
+    client.modify_replication_group(
+        ReplicationGroupId=GROUP_ID,
+        PreferredMaintenanceWindow="mon:03:00-mon:04:00",
+        SecurityGroupIds=["sg-0bbbbbbbbbbbbbbbb"],
+        ApplyImmediately=True,
+    )
+    drifted = {("mon:03:00-mon:04:00", ("sg-0bbbbbbbbbbbbbbbb",))}
+    assert members_settings(client, describe(client) or {}) == drifted
+    calls_before = len(logged_calls(standin))
+
+    # Check mode reports the drift of exactly those two, read from the member, and calls
+    # nothing that changes the group.
+    [planned] = ok(run_standin_play(Step(wanted, check=True)))
+    assert planned["changed"]
+    assert changed_keys(planned) == {"preferred_maintenance_window", "security_group_ids"}
+    assert planned["diff"]["before"]["preferred_maintenance_window"] == "mon:03:00-mon:04:00"
+    assert planned["diff"]["before"]["security_group_ids"] == ["sg-0bbbbbbbbbbbbbbbb"]
+    assert planned["diff"]["after"]["preferred_maintenance_window"] == "sun:05:00-sun:06:00"
+    assert planned["diff"]["after"]["security_group_ids"] == ["sg-0aaaaaaaaaaaaaaaa"]
+    assert [a for a in planned["actions"] if a.startswith("ModifyReplicationGroup")], planned
+    assert members_settings(client, describe(client) or {}) == drifted
+    assert not [
+        c for c in logged_calls(standin)[calls_before:] if c["operation"].startswith("Modify")
+    ]
+
+    # Applied: the members have the wanted values again, and a rerun has nothing to do.
+    corrected, settled = ok(run_standin_play(Step(wanted), Step(wanted)))
+    assert corrected["changed"]
+    assert corrected["actions"] == planned["actions"]
+    assert not settled["changed"], settled["actions"]
+    assert members_settings(client, describe(client) or {}) == {
+        ("sun:05:00-sun:06:00", ("sg-0aaaaaaaaaaaaaaaa",))
+    }
