@@ -278,7 +278,7 @@ def test_a_change_from_a_run_that_failed_is_applied_by_the_next(first_deploy: Pl
         wait_for(lambda: in_container("cachestack-db", *psql_argv(held)).stdout.strip() != "0", 20)
         failed = ansible_playbook("site.yml", *ttl, "-e", "web_app_migrations_lock_timeout=1")
         assert failed.returncode != 0, failed.tail()
-        assert "app : Report why the migrations failed" in failed.output, failed.tail()
+        assert "web_app : Report why the migrations failed" in failed.output, failed.tail()
     finally:
         holder.kill()
         release = (
@@ -331,7 +331,7 @@ def test_an_nginx_change_whose_reload_failed_is_applied_by_the_next_run(
         failed = ansible_playbook("site.yml", *bigger)
         in_container("cachestack-web", "rm", "-f", default_site)
         assert failed.returncode != 0, failed.tail()
-        assert "nginx : Check the whole nginx configuration" in failed.output, failed.tail()
+        assert "web_nginx : Check the whole nginx configuration" in failed.output, failed.tail()
         assert post_status(2_000_000) == 413  # not reloaded
 
         rerun = ansible_playbook("site.yml", *bigger)

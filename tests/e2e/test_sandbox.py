@@ -186,11 +186,11 @@ def test_drift_is_planned_by_check_diff_and_repaired_by_the_next_run(
 
     web = " | ".join(plan.changed_tasks("cachestack-web"))
     cache = " | ".join(plan.changed_tasks("cachestack-cache"))
-    assert "nginx : Write the cachestack site" in web, web
-    assert "app : Write the systemd unit" in web, web
-    assert "app : Start the app" in web, web
-    assert "app : Write the app configuration" in web, web  # the mode; content is no_log
-    assert "cache_server : Report what a real run would do" in cache, cache
+    assert "web_nginx : Write the cachestack site" in web, web
+    assert "web_app : Write the systemd unit" in web, web
+    assert "web_app : Start the app" in web, web
+    assert "web_app : Write the app configuration" in web, web  # the mode; content is no_log
+    assert "sandbox_cache : Report what a real run would do" in cache, cache
     assert f"-{DRIFT_MARK}" in plan.output, "the diff shows the hand-made lines going away"
 
     assert repair.returncode == 0, repair.tail()
@@ -267,7 +267,7 @@ def test_a_new_secret_is_planned_then_applied(
         # The database and cache plays run at once, so their task lines interleave.
         assert plan.recap()[host]["changed"] > 0, plan.tail()
         web = " | ".join(plan.changed_tasks("cachestack-web"))
-        assert "app : Write the app configuration" in web, web
+        assert "web_app : Write the app configuration" in web, web
     except BaseException:
         secret_file.write_text(old)  # later tests need the secret the servers have
         raise

@@ -447,11 +447,11 @@ def test_check_mode_on_an_empty_account_creates_nothing(moto_url: str, aws: Aws)
     changed = run.changed_tasks()
     for expected in (
         "aws_secrets : Store the secrets in Secrets Manager",
-        "network : Create the VPC",
-        "database : Create the PostgreSQL instance (private, encrypted, deletion-protected)",
-        "cache : Create, update or wait for the replication group"
+        "aws_network : Create the VPC",
+        "aws_database : Create the PostgreSQL instance (private, encrypted, deletion-protected)",
+        "aws_cache : Create, update or wait for the replication group"
         " (cluster mode, TLS, AUTH, encrypted at rest)",
-        "web_instance : Launch the web instance (IMDSv2 required)",
+        "aws_web_instance : Launch the web instance (IMDSv2 required)",
     ):
         assert expected in changed, changed
     assert_account_empty(aws)
@@ -750,9 +750,9 @@ def test_changing_one_input_changes_only_that(
     assert succeeded(run), explain(run)
     # The cache task runs twice (start, then wait): only the first changes anything.
     assert sorted(run.changed_tasks()) == [
-        "cache : Create, update or wait for the replication group"
+        "aws_cache : Create, update or wait for the replication group"
         " (cluster mode, TLS, AUTH, encrypted at rest)",
-        "network : Create the web security group"
+        "aws_network : Create the web security group"
         " (HTTP from anywhere, SSH only from the listed CIDRs)",
     ]
     (vpc,) = aws.stack_vpcs()
@@ -831,12 +831,12 @@ def test_a_cache_engine_and_parameter_group_that_do_not_fit_are_refused_before_a
     )
 
 
-DB_TASK = "database : Create the PostgreSQL instance (private, encrypted, deletion-protected)"
+DB_TASK = "aws_database : Create the PostgreSQL instance (private, encrypted, deletion-protected)"
 CACHE_TASK = (
-    "cache : Create, update or wait for the replication group"
+    "aws_cache : Create, update or wait for the replication group"
     " (cluster mode, TLS, AUTH, encrypted at rest)"
 )
-SET_TOKEN_TASK = "cache : Make the new AUTH token the only one the replication group accepts"
+SET_TOKEN_TASK = "aws_cache : Make the new AUTH token the only one the replication group accepts"
 
 
 def stored_credentials(url: str) -> tuple[set[str], list[str], list[str]]:
@@ -1044,7 +1044,7 @@ def test_a_stack_of_the_previous_platform_moves_to_valkey_in_place_and_keeps_the
     assert still["InstanceId"] == web_instance["InstanceId"]
     (shown,) = [m for m in run.messages() if isinstance(m, dict) and "contract" in m]
     assert shown["ansible_user"] == "ubuntu"
-    assert "web_instance : Launch the web instance (IMDSv2 required)" not in run.changed_tasks()
+    assert "aws_web_instance : Launch the web instance (IMDSv2 required)" not in run.changed_tasks()
 
 
 def test_a_teardown_that_runs_out_of_time_names_what_holds_the_network(
