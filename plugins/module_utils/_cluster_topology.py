@@ -123,8 +123,8 @@ def parse_cluster_nodes(text: str) -> list:
             raise TopologyError(f"CLUSTER NODES line {number} is not a node: {line[:120]!r}")
         address = fields[1].split(",")
         hostname = address[1] if len(address) > 1 and "=" not in address[1] else ""
-        ip_port, _, cport = address[0].partition("@")
-        ip, _, port = ip_port.rpartition(":")
+        ip_port, cport = ([*address[0].split("@", 1), ""])[:2]
+        ip, port = (["", *ip_port.rsplit(":", 1)])[-2:]
         try:
             port_n = int(port)
             cport_n = int(cport) if cport else port_n + 10000

@@ -13,7 +13,7 @@ description:
   - Brings the cluster-mode nodes listening on O(ports) of one host (all reached at
     O(login_host)) to the shape O(shards) primaries, each with O(replicas_per_shard)
     replicas, like an ElastiCache cluster-mode replication group's NumNodeGroups and
-    ReplicasPerNodeGroup. Works with Valkey and Redis OSS (7.0 or later): it runs their
+    ReplicasPerNodeGroup. Works with Valkey and Redis OSS (7.0 or later); it runs their
     command-line client, O(cli).
   - The first O(shards) ports are the primaries, in shard order; replica port number j
     (counted after the primaries) belongs to shard C(j % shards). Shard k owns the slots
@@ -33,10 +33,11 @@ description:
     follow it and the roles are not swapped back.
   - A converged cluster gives no action and C(changed=false).
   - Refused, with an error naming the shape settings and before any change, as not
-    supported yet - a formed cluster whose slots are spread otherwise than the shape gives
-    (for example after O(shards) changed: moving slots), and a live node of the cluster
-    that is not one of O(ports) (for example after O(replicas_per_shard) went down:
-    removing nodes). More replicas per shard is a plain join and works.
+    supported yet - a formed cluster whose slots are spread otherwise than the shape
+    gives (for example after O(shards) changed, which needs moving slots), and a live
+    node of the cluster that is not one of O(ports) (for example after
+    O(replicas_per_shard) went down, which needs removing nodes). More replicas per shard
+    is a plain join and works.
   - A node that does not answer (connection refused, wrong token, cluster mode off) fails
     the module, naming the port and the client's message, before any change.
 options:
@@ -272,15 +273,17 @@ class Cluster:
             time.sleep(0.5)
 
 
+def took_over(node) -> bool:
+    return node.is_primary and bool(node.slots)
+
+
 def execute(cluster: Cluster, actions: list, timeout: float) -> None:
     for action in actions:
         if action.kind == TAKEOVER:
             cluster.ok(action.port, "cluster", "failover", "takeover")
             cluster.wait_for(
                 f"port {action.port} to take its gone primary's slots over",
-                lambda a=action: (lambda me: me.is_primary and bool(me.slots))(
-                    cluster.myself(a.port)
-                ),
+                lambda a=action: took_over(cluster.myself(a.port)),
                 timeout,
             )
         elif action.kind == FORGET:

@@ -23,15 +23,13 @@ from typing import Any
 
 import pytest
 
-from tests.servers.redis import (  # pylint: disable=unused-import
+# tls_certificates is a session fixture, imported so pytest finds it here.
+from tests.servers.redis import (  # noqa: F401  # pylint: disable=unused-import
     RedisServer,
     TLSCertificates,
     start_redis,
     tls_certificates,
 )
-
-# The session fixture is imported so pytest finds it here; the fixture below asks for it.
-_ = tls_certificates
 
 ROOT = Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
@@ -159,14 +157,14 @@ class Nodes:
 @pytest.fixture(params=["valkey", "redis"])
 def cluster_nodes(
     request: pytest.FixtureRequest,
-    tls_certificates: TLSCertificates,
+    tls_certificates: TLSCertificates,  # noqa: F811  # pylint: disable=redefined-outer-name
     tmp_path: Path,
 ) -> Iterator[Nodes]:
     """Two TLS + AUTH cluster-mode nodes of the engine, not joined (primary and replica to be)."""
     token = secrets.token_urlsafe(24)
     nodes: list[RedisServer] = []
     try:
-        for _ in range(2):
+        for _node in range(2):
             nodes.append(
                 start_redis(
                     password=token, certs=tls_certificates, cluster=True, engine=request.param
