@@ -5,16 +5,15 @@ changes anything. Each case includes the role on localhost with one bad value.""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests import localhost_play
+
 ROOT = Path(__file__).resolve().parents[3]
-VENV_BIN = Path(sys.executable).parent
 SECRET = "s3cret-s3cret-s3cret-s3cret"
 TLS = {"src": "/nonexistent.crt"}
 
@@ -207,40 +206,16 @@ def run_role(
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps(variables))
     extra.chmod(0o600)
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-        f"    - ansible.builtin.include_role:\n        name: cachestack.aws.{role}\n"
-        f"        tasks_from: {tasks_from}\n"
-    )
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+    task = {
+        "ansible.builtin.include_role": {"name": f"cachestack.aws.{role}", "tasks_from": tasks_from}
     }
-    return subprocess.run(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            "-e",
-            f"@{extra}",
-            *options,
-            str(playbook),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    playbook = localhost_play.write_play(tmp_path / "play.yml", [task])
+    return localhost_play.run(
+        playbook,
+        "-e",
+        f"@{extra}",
+        *options,
+        env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
     )
 
 
