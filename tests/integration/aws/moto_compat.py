@@ -68,6 +68,7 @@ from typing import Any
 # Run as a script, this file's directory is on sys.path: the sibling module imports as is.
 import standin_catalogue
 import standin_elasticache_engines
+import standin_elasticache_resize
 import standin_lifecycle
 import standin_secrets
 from moto.core import model_instances
@@ -239,6 +240,7 @@ standin_elasticache_engines.install()
 standin_lifecycle.install()
 standin_catalogue.install()
 standin_secrets.install()
+standin_elasticache_resize.install()
 
 if __name__ == "__main__":
     main(sys.argv[1:])
