@@ -32,7 +32,7 @@ def listed_tasks(*options: str) -> str:
 
 
 def roles_listed(output: str) -> set[str]:
-    return {role for role, _ in ROLE_TASK.findall(output)}
+    return {match[0] for match in ROLE_TASK.findall(output)}
 
 
 @pytest.mark.parametrize(("tag", "other"), [("web_app", "web_nginx"), ("web_nginx", "web_app")])

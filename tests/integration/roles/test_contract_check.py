@@ -46,7 +46,7 @@ def test_a_complete_contract_passes(tmp_path: Path) -> None:
         ({"cachestack_cache_tls": "perhaps"}, "cachestack_cache_tls"),
         ({"cachestack_db_sslmode": "sometimes"}, "cachestack_db_sslmode"),
     ],
-    ids=lambda value: str(value),
+    ids=str,
 )
 def test_a_broken_contract_fails_naming_the_variable(
     tmp_path: Path, change: dict, named: str
