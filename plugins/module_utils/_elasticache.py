@@ -322,17 +322,44 @@ def plan_shards(
     return request
 
 
+def replicas_after_shards(group: dict[str, Any], shards: dict[str, Any] | None) -> dict[str, int]:
+    """Return {node group id: replicas} once a shard request is carried out.
+
+    The node groups the request removes are gone. AWS gives each shard it adds "the same
+    number of nodes as the smallest of the existing shards" (online resharding, the
+    ElastiCache user guide) and an id of its choosing: those are keyed ``+1``, ``+2``...
+    here, since their ids are known only once AWS has made them.
+    """
+    replicas = node_group_replicas(group)
+    if not shards or not replicas:
+        return replicas
+    if shards.get("NodeGroupsToRetain") is not None:
+        keep = set(shards["NodeGroupsToRetain"])
+        return {ngid: count for ngid, count in replicas.items() if ngid in keep}
+    if shards.get("NodeGroupsToRemove") is not None:
+        drop = set(shards["NodeGroupsToRemove"])
+        return {ngid: count for ngid, count in replicas.items() if ngid not in drop}
+    smallest = min(replicas.values())
+    for index in range(shards["NodeGroupCount"] - len(replicas)):
+        replicas[f"+{index + 1}"] = smallest
+    return replicas
+
+
 def plan_replicas(
-    params: dict[str, Any], group: dict[str, Any]
+    params: dict[str, Any], group: dict[str, Any], shards: dict[str, Any] | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
     """Return the IncreaseReplicaCount / DecreaseReplicaCount calls that reach the wanted count.
 
-    Each item is (operation name, request). When every node group is off in the same
-    direction one NewReplicaCount does it; otherwise only the node groups that differ are
-    named in ReplicaConfiguration. The APIs only accept ApplyImmediately=true.
+    Each item is (operation name, request). ``shards`` is the shard request that goes first,
+    if any: the calls are planned for the node groups it leaves (AWS refuses a
+    ReplicaConfiguration naming a node group that is gone). When every node group is off
+    in the same direction one NewReplicaCount does it; otherwise only the node groups that
+    differ are named in ReplicaConfiguration, leaving out the shards AWS has yet to add
+    (their ids are not known yet: the module plans again once they exist). The APIs only
+    accept ApplyImmediately=true.
     """
     wanted = params.get("replicas_per_node_group")
-    replicas = node_group_replicas(group)
+    replicas = replicas_after_shards(group, shards)
     if wanted is None or not replicas:
         return []
     calls = []
@@ -341,15 +368,16 @@ def plan_replicas(
         ("DecreaseReplicaCount", lambda count: count > wanted),
     ):
         groups = sorted(ngid for ngid, count in replicas.items() if differs(count))
-        if not groups:
-            continue
         request: dict[str, Any] = {
             "ReplicationGroupId": group["ReplicationGroupId"],
             "ApplyImmediately": True,
         }
-        if len(groups) == len(replicas):
+        if groups and len(groups) == len(replicas):
             request["NewReplicaCount"] = wanted
         else:
+            groups = [ngid for ngid in groups if not ngid.startswith("+")]
+            if not groups:
+                continue
             request["ReplicaConfiguration"] = [
                 {"NodeGroupId": ngid, "NewReplicaCount": wanted} for ngid in groups
             ]

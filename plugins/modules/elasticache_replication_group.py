@@ -90,6 +90,9 @@ options:
       - The number of shards (node groups). More than 1 needs O(cluster_mode=enabled).
       - Changed on an existing group with C(ModifyReplicationGroupShardConfiguration);
         when shrinking, the shards with the highest ids are removed.
+      - AWS gives a new shard as many nodes as the smallest shard has; with
+        O(replicas_per_node_group) the module then sets the replicas of the shards that are
+        left, new ones included, in the same run.
     type: int
   replicas_per_node_group:
     description:
@@ -536,6 +539,10 @@ from ansible_collections.cachestack.aws.plugins.module_utils import (
 # Seconds between two DescribeReplicationGroups polls of a wait (the unit tests lower it).
 WAIT_DELAY: float = 15
 
+# The resize operations: the shard change goes first, the replica changes after it.
+SHARDS = "ModifyReplicationGroupShardConfiguration"
+REPLICAS = ("IncreaseReplicaCount", "DecreaseReplicaCount")
+
 
 class ReplicationGroupManager:
     """Read the group, compare it with the options, then create, change or delete it."""
@@ -699,10 +706,26 @@ class ReplicationGroupManager:
                 "group): run again with wait=true to compare them"
             )
 
-        for index, (operation, summary, request) in enumerate(steps):
-            if index and not self.module.check_mode:
+        pending = list(steps)
+        settled = True  # the group is available for the first step
+        while pending:
+            operation, summary, request = pending.pop(0)
+            if not settled and not self.module.check_mode:
                 self.wait_available()
             self.call(operation, summary, request)
+            settled = False
+            if operation == SHARDS and not self.module.check_mode:
+                added = request["NodeGroupCount"] > len(plan.node_group_replicas(group))
+                replica_steps = [step for step in pending if step[0] in REPLICAS]
+                if replica_steps or (
+                    added and self.params.get("replicas_per_node_group") is not None
+                ):
+                    # The shards AWS added exist only now (with the smallest shard's size and
+                    # ids of AWS's choosing): plan the replica calls again on the new shape.
+                    group = self.wait_available()
+                    settled = True
+                    rest = [step for step in pending if step[0] not in REPLICAS]
+                    pending = [*self.replica_steps(group, None), *rest]
 
         if self.module.check_mode:
             return group
@@ -722,7 +745,6 @@ class ReplicationGroupManager:
         self.after = plan.diff_view(plan.desired_state(self.params, current))
 
         shards = plan.plan_shards(self.params, group)
-        replicas = plan.plan_replicas(self.params, group)
         modify, _modified = plan.plan_modify(self.params, current, self.group_id)
 
         steps: list[tuple[str, str, dict[str, Any]]] = []
@@ -735,18 +757,7 @@ class ReplicationGroupManager:
                     shards,
                 )
             )
-        for operation, request in replicas:
-            count = request.get("NewReplicaCount")
-            detail = (
-                f"NewReplicaCount={count}"
-                if count is not None
-                else "ReplicaConfiguration="
-                + ",".join(
-                    f"{item['NodeGroupId']}:{item['NewReplicaCount']}"
-                    for item in request["ReplicaConfiguration"]
-                )
-            )
-            steps.append((operation, f"{operation} {detail}", request))
+        steps.extend(self.replica_steps(group, shards))
         if modify:
             summary = "ModifyReplicationGroup " + ",".join(
                 key
@@ -759,6 +770,25 @@ class ReplicationGroupManager:
                 steps.insert(0, step)
             else:
                 steps.append(step)
+        return steps
+
+    def replica_steps(
+        self, group: dict[str, Any], shards: dict[str, Any] | None
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """The replica calls (operation, summary, request), after the shard request if any."""
+        steps = []
+        for operation, request in plan.plan_replicas(self.params, group, shards):
+            count = request.get("NewReplicaCount")
+            detail = (
+                f"NewReplicaCount={count}"
+                if count is not None
+                else "ReplicaConfiguration="
+                + ",".join(
+                    f"{item['NodeGroupId']}:{item['NewReplicaCount']}"
+                    for item in request["ReplicaConfiguration"]
+                )
+            )
+            steps.append((operation, f"{operation} {detail}", request))
         return steps
 
     def ensure_tags(self, group: dict[str, Any]) -> None:
