@@ -1,7 +1,11 @@
 """Every molecule scenario under molecule/: destroy, create, converge, idempotence,
 verify, destroy (the sequence is set once in molecule/config.yml).
 
-Scenarios are discovered, so a new role's scenario joins the suite by existing.
+Scenarios are discovered, so a new role's scenario joins the suite by existing; every
+role under roles/ must have one of its name. The container roles run in the locally built
+image (molecule/config.yml), sandbox_tls_ca and the AWS roles on the controller, the AWS
+roles against the AWS stand-in (molecule/_aws_standin/, whose base.yml each aws_*
+molecule.yml links to; it has no molecule.yml of its own, so it is not a scenario).
 """
 
 from __future__ import annotations
@@ -18,8 +22,20 @@ VENV_BIN = Path(sys.executable).parent
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
 
 
+ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").is_file())
+# Roles that never run on their own: common's main refuses to, it only holds pieces the
+# other roles include (tasks_from), so it runs in their scenarios.
+INCLUDED_ONLY = {"common"}
+
+
 def test_scenarios_are_found() -> None:
     assert "sandbox_hosts" in SCENARIOS
+
+
+def test_every_role_has_a_scenario() -> None:
+    assert set(ROLES) >= INCLUDED_ONLY, "an INCLUDED_ONLY role is gone: drop it from the list"
+    missing = sorted(set(ROLES) - INCLUDED_ONLY - set(SCENARIOS))
+    assert not missing, f"roles without a molecule scenario of the same name: {missing}"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
