@@ -11,6 +11,7 @@ import re
 import secrets
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -108,6 +109,55 @@ def test_health_is_published_and_metrics_are_not(first_deploy: PlaybookRun) -> N
     assert get(PAGE_URL + "healthz/ready").status == 200
     assert get(PAGE_URL + "healthz/live").status == 200
     assert get(PAGE_URL + "metrics").status == 403
+
+
+def test_the_app_connects_with_a_role_that_can_only_read_the_page(
+    first_deploy: PlaybookRun,
+) -> None:
+    # app.ini names the app's own role; the owner's password is in no file on the web host.
+    config = in_container("cachestack-web", "cat", APP_CONFIG).stdout
+    assert re.search(r"^user = cachestack_app$", config, re.M), config
+    owner_password = secret("db_password")
+    found = subprocess.run(
+        [
+            "docker",
+            "exec",
+            "-i",
+            "cachestack-web",
+            "grep",
+            "-rlF",
+            "-f",
+            "-",
+            "/etc",
+            "/opt",
+            "/var/lib",
+        ],
+        input=owner_password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert found.stdout == "", f"the owner's password is in {found.stdout.split()}"
+    # The app's sessions are that role's, and it may not write.
+    get()
+    sessions = in_container(
+        "cachestack-db",
+        *psql_argv(
+            "SELECT DISTINCT usename FROM pg_stat_activity"
+            " WHERE application_name <> 'psql' AND usename IS NOT NULL"
+        ),
+    ).stdout.split()
+    assert "cachestack_app" in sessions, sessions
+    grants = in_container(
+        "cachestack-db",
+        *psql_argv(
+            "SELECT has_function_privilege('cachestack_app', 'slow_version()', 'EXECUTE'),"
+            " has_database_privilege('cachestack_app', 'cachestack', 'CREATE'),"
+            " has_schema_privilege('cachestack_app', 'public', 'CREATE')"
+        ),
+    ).stdout.strip()
+    assert grants == "t|f|f", grants
 
 
 def test_a_second_run_changes_nothing(first_deploy: PlaybookRun) -> None:
