@@ -153,6 +153,10 @@ class Stack:
     def converge_ok(self) -> dict[str, Any]:
         rc, report, output = self.converge()
         assert rc == 0, output[-4000:]
+        # The tasks rely on the modules' own no_log (login_password, password), not on
+        # task-level no_log: neither password may reach the output.
+        assert self.owner_password not in output
+        assert self.app_settings()["password"] not in output
         return report
 
     def app_settings(self) -> dict[str, str]:
