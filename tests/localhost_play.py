@@ -47,9 +47,12 @@ def command(playbook: Path, *options: str | Path) -> list[str]:
     ]
 
 
-def environment(*, json_output: bool = False, **extra: str) -> dict[str, str]:
+def environment(
+    *, json_output: bool = False, base: dict[str, str] | None = None, **extra: str
+) -> dict[str, str]:
+    """The run's environment: ``base`` (os.environ by default) and the Ansible settings."""
     env = {
-        **os.environ,
+        **(os.environ if base is None else base),
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "ANSIBLE_LOCALHOST_WARNING": "false",
         "ANSIBLE_NOCOLOR": "1",
@@ -66,12 +69,13 @@ def run(
     *options: str | Path,
     json_output: bool = False,
     env: dict[str, str] | None = None,
+    base_env: dict[str, str] | None = None,
     timeout: int = 300,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command(playbook, *options),
         cwd=ROOT,
-        env=environment(json_output=json_output, **(env or {})),
+        env=environment(json_output=json_output, base=base_env, **(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -26,11 +26,10 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
+from tests import localhost_play
 from tests.servers.postgresql import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[3]
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
-PLAYBOOK_CMD = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local"]
 MIGRATIONS = ROOT / "roles" / "web_app" / "files" / "migrations"
 
 PLAY = [
@@ -125,20 +124,15 @@ class Stack:
         fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(extra, fh)
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_NOCOLOR": "1",
-        }
+        options = ["-e", f"@{vars_file}", *(["--check"] * check)]
         proc = subprocess.run(
-            [*PLAYBOOK_CMD, "-e", f"@{vars_file}", str(self.playbook), *(["--check"] * check)],
+            localhost_play.command(self.playbook, *options),
             cwd=ROOT,
-            env=env,
+            env=localhost_play.environment(json_output=True),
             capture_output=True,
             text=True,
             timeout=180,
+            check=False,
         )
         vars_file.unlink()
         try:

@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 # tls_certificates is a session fixture, imported so pytest finds it here.
+from tests import localhost_play
 from tests.servers.redis import (  # noqa: F401  # pylint: disable=unused-import
     RedisServer,
     TLSCertificates,
@@ -32,7 +32,6 @@ from tests.servers.redis import (  # noqa: F401  # pylint: disable=unused-import
 )
 
 ROOT = Path(__file__).resolve().parents[3]
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 COLLECTIONS = ROOT / ".collections"
 
 
@@ -107,29 +106,9 @@ class Nodes:
         ]
         playbook = self.tmp / f"play{self._n}.yml"
         playbook.write_text(json.dumps(play, indent=2))
-        cmd = [
-            str(ANSIBLE_PLAYBOOK),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            "-e",
-            f"@{self.vars_file}",
-            str(playbook),
-        ]
-        if check:
-            cmd.append("--check")
-        if diff:
-            cmd.append("--diff")
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_NOCOLOR": "1",
-        }
+        options = ["-e", f"@{self.vars_file}", *(["--check"] * check), *(["--diff"] * diff)]
+        cmd = localhost_play.command(playbook, *options)
+        env = localhost_play.environment(json_output=True)
         proc = subprocess.run(
             cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False
         )

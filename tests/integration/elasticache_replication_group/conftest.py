@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,8 +24,8 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 
+from tests import localhost_play
 from tests.integration.aws.conftest import COMPAT
 from tests.servers.moto import (  # noqa: F401  # pylint: disable=unused-import
     REGION,
@@ -39,7 +38,6 @@ from tests.servers.moto import (  # noqa: F401  # pylint: disable=unused-import
 )
 
 ROOT = Path(__file__).resolve().parents[3]
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 MODULE = "cachestack.aws.elasticache_replication_group"
 
 
@@ -93,8 +91,6 @@ def elasticache(moto: str) -> Any:
 
 def _runner(url: str, tmp_path: Path, prefix: str) -> Callable[..., PlayRun]:
     """run(*steps): one ansible-playbook process running the module once per step."""
-    if not ANSIBLE_PLAYBOOK.is_file():
-        pytest.fail(f"ansible-playbook not found at {ANSIBLE_PLAYBOOK}")
     counter = iter(range(1000))
 
     def run(*steps: Step) -> PlayRun:
@@ -109,35 +105,9 @@ def _runner(url: str, tmp_path: Path, prefix: str) -> Callable[..., PlayRun]:
             }
             for index, step in enumerate(steps)
         ]
-        play = [
-            {
-                "name": "Run the module",
-                "hosts": "localhost",
-                "gather_facts": False,
-                "module_defaults": {
-                    "group/cachestack.aws.aws": {"endpoint_url": url, "region": REGION}
-                },
-                "tasks": tasks,
-            }
-        ]
-        fd = os.open(playbook, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(play, handle, sort_keys=False)
-        command = [
-            str(ANSIBLE_PLAYBOOK),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(playbook),
-        ]
-        env = aws_env(url)
-        env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
-        process = subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
+        module_defaults = {"group/cachestack.aws.aws": {"endpoint_url": url, "region": REGION}}
+        localhost_play.write_play(playbook, tasks, module_defaults=module_defaults)
+        process = localhost_play.run(playbook, json_output=True, base_env=aws_env(url))
         try:
             results = _task_results(process.stdout)
         except (ValueError, KeyError, IndexError) as error:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 # The fixtures are imported so pytest finds them here.
+from tests import localhost_play
 from tests.servers.postgresql import (  # noqa: F401  # pylint: disable=unused-import
     PostgresDatabase,
     postgresql_database,
@@ -30,7 +31,7 @@ from tests.servers.postgresql import (  # noqa: F401  # pylint: disable=unused-i
 )
 
 ROOT = Path(__file__).resolve().parents[3]
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+ANSIBLE_PLAYBOOK = localhost_play.ANSIBLE_PLAYBOOK
 COLLECTIONS = ROOT / ".collections"
 MODULE = ROOT / "plugins" / "modules" / "postgresql_migrate.py"
 
@@ -129,29 +130,9 @@ class Migrate:
         play = [{"name": "Migrate", "hosts": "localhost", "gather_facts": False, "tasks": [task]}]
         playbook = self.tmp / f"play{self._n}.yml"
         playbook.write_text(json.dumps(play, indent=2))
-        cmd = [
-            str(ANSIBLE_PLAYBOOK),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            "-e",
-            f"@{self.vars_file}",
-            str(playbook),
-        ]
-        if check:
-            cmd.append("--check")
-        if diff:
-            cmd.append("--diff")
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_NOCOLOR": "1",
-        }
+        options = ["-e", f"@{self.vars_file}", *(["--check"] * check), *(["--diff"] * diff)]
+        cmd = localhost_play.command(playbook, *options)
+        env = localhost_play.environment(json_output=True)
         if plain_ansible:
             env["ANSIBLE_STRATEGY"] = "linear"
         proc = subprocess.Popen(
