@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,25 @@ def task_results(process: subprocess.CompletedProcess[str]) -> list[dict[str, An
             f"no task results from ansible-playbook (rc {process.returncode}):\n"
             f"{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
         ) from exc
+
+
+@dataclass
+class ModuleRun:
+    """One ansible-playbook process and its module's result."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    result: dict[str, Any]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.result.get("changed"))
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.result.get("failed"))
+
+    @property
+    def msg(self) -> str:
+        return str(self.result.get("msg", ""))

@@ -16,7 +16,6 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +34,8 @@ ROOT = Path(__file__).resolve().parents[3]
 COLLECTIONS = ROOT / ".collections"
 
 
-@dataclass
-class PlayRun:
-    rc: int
-    stdout: str
-    stderr: str
-    result: dict[str, Any]
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.result.get("changed"))
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.result.get("failed"))
+class PlayRun(localhost_play.ModuleRun):
+    """A run of the valkey_cluster module."""
 
     @property
     def kinds(self) -> list[tuple[str, int]]:

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +35,8 @@ COLLECTIONS = ROOT / ".collections"
 MODULE = ROOT / "plugins" / "modules" / "postgresql_migrate.py"
 
 
-@dataclass
-class PlayRun:
-    """One ansible-playbook process and the module's result."""
-
-    rc: int
-    stdout: str
-    stderr: str
-    result: dict[str, Any]
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.result.get("failed"))
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.result.get("changed"))
-
-    @property
-    def msg(self) -> str:
-        return str(self.result.get("msg", ""))
+class PlayRun(localhost_play.ModuleRun):
+    """A run of the postgresql_migrate module."""
 
     @property
     def applied(self) -> list[str]:
