@@ -243,7 +243,8 @@ def test_site_plans_a_new_sandbox_from_the_installed_collection(installed: Insta
     out = result.stdout
     # The installed copy ran, not this checkout, and without the checkout's Mitogen.
     assert f"{installed.collection}/roles/sandbox_hosts/tasks/present.yml" in out
-    assert str(ROOT) not in out + result.stderr
+    # (The virtualenv's own files may be named, in warnings: it lives in the checkout.)
+    assert str(ROOT) not in (out + result.stderr).replace(str(VENV_BIN.parent), "")
     assert "mitogen" not in (out + result.stderr).lower()
     # The plan: the containers would be started, the secrets and the CA made, and every
     # play of site.yml was reached.

@@ -293,7 +293,7 @@ def test_a_plan_with_an_owner_password_the_database_does_not_take_yet(stack: Sta
     stack.converge_ok()
     old = stack.owner_password
     stack.owner_password = secrets.token_urlsafe(18)  # in the contract, not yet in PostgreSQL
-    rc, _, output = stack.converge(check=True)
+    rc, _report, output = stack.converge(check=True)
     assert rc == 0, output[-4000:]
     assert "does not log in with its new password yet" in output
     assert stack.owner_password not in output and old not in output

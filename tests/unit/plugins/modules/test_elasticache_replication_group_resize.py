@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from tests.unit.plugins.modules.test_elasticache_replication_group import (
+from tests.unit.plugins.modules.test_elasticache_replication_group import (  # noqa: F401  # pylint: disable=unused-import
     GROUP_ID,
     erg,
     expect_read,
@@ -21,7 +21,7 @@ from tests.unit.plugins.modules.test_elasticache_replication_group import (
     member_of,
     plan,
     run_present,
-    stubbed,  # noqa: F401  # pylint: disable=unused-import  (the fixture)
+    stubbed,
 )
 
 SHARDS = "modify_replication_group_shard_configuration"
