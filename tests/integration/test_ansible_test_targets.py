@@ -24,14 +24,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.aws.conftest import COMPAT
+from tests.integration.aws.conftest import running_standin
 from tests.servers.moto import (
     FAKE_ACCESS_KEY,
     FAKE_SECRET_KEY,
     REGION,
-    reset_moto,
-    start_moto,
-    stop_moto,
 )
 from tests.servers.postgresql import (  # noqa: F401  # pylint: disable=unused-import
     PostgresDatabase,
@@ -113,12 +110,8 @@ def ansible_test_integration(copy: Path, target: str, variables: dict[str, objec
 
 @pytest.fixture(scope="module")
 def aws_standin() -> Iterator[str]:
-    process, url = start_moto(command=[sys.executable, str(COMPAT)])
-    try:
-        reset_moto(url)
+    with running_standin() as url:
         yield url
-    finally:
-        stop_moto(process)
 
 
 def test_postgresql_migrate_target(

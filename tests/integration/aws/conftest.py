@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,8 @@ from tests.servers.moto import reset_moto, start_moto, stop_moto
 COMPAT = Path(__file__).with_name("moto_compat.py")
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
+@contextmanager
+def running_standin() -> Iterator[str]:
     """A fresh moto server (with the AWS-compatibility wrapper) on a free loopback port."""
     process, url = start_moto(command=[sys.executable, str(COMPAT)])
     try:
@@ -28,3 +29,10 @@ def moto_url() -> Iterator[str]:
         yield url
     finally:
         stop_moto(process)
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """The stand-in of running_standin, for one test module."""
+    with running_standin() as url:
+        yield url
