@@ -88,7 +88,9 @@ def test_a_cold_visit_is_the_slow_query_then_the_cache_answers(first_deploy: Pla
     first = get(timeout=60)
     assert first.status == 200, first.body
     assert first.headers["X-Cache"] == "MISS"
-    assert first.seconds >= 5.0, f"a MISS runs pg_sleep(5), took {first.seconds:.2f} s"
+    # pg_sleep times itself with the server's wall clock, this test with the host's
+    # monotonic one: a slewing clock makes 5 s read as 4.99 (seen in CI). A HIT is < 50 ms.
+    assert first.seconds >= 4.8, f"a MISS runs pg_sleep(5), took {first.seconds:.2f} s"
     assert "PostgreSQL 17" in first.body
     assert "cachestack-db" in first.body
 
