@@ -184,3 +184,68 @@ def test_create_app_exits_3_on_bad_config(tmp_path, capsys):
     assert len(lines) == 1
     assert f"configuration error: {path}: [redis]: section is missing" in lines[0]
     assert "Traceback" not in err
+
+
+# --- password_file: the secrets in files of their own, app.ini without them ------------
+
+
+@pytest.mark.parametrize("section", ["postgresql", "redis"])
+@pytest.mark.parametrize("ending", ["", "\n", "\r\n"])
+def test_password_file_gives_its_content_without_the_trailing_newline(tmp_path, section, ending):
+    secret = tmp_path / "secret"
+    secret.write_bytes(f"s3 cr%t;#{ending}".encode())
+    host = "db.example" if section == "postgresql" else "cache.example"
+    config = parse_config(MINIMAL.replace(host, f"{host}\npassword_file = {secret}"), "app.ini")
+    assert getattr(config, section).password == "s3 cr%t;#"
+    assert "s3 cr" not in repr(config)
+
+
+def test_password_file_and_username_make_an_authenticated_redis_client(tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("t0ken\n")
+    text = MINIMAL.replace("cache.example", f"c\nusername = app\npassword_file = {secret}")
+    redis = parse_config(text, "app.ini").redis
+    assert (redis.username, redis.password) == ("app", "t0ken")
+
+
+def test_password_file_is_read_when_the_config_is_loaded(tmp_path):
+    secret = tmp_path / "db-password"
+    secret.write_text("first\n")
+    path = tmp_path / "app.ini"
+    path.write_text(MINIMAL.replace("db.example", f"db\npassword_file = {secret}"))
+    assert load_config(str(path)).postgresql.password == "first"
+    secret.write_text("second\n")
+    assert load_config(str(path)).postgresql.connect_kwargs()["password"] == "second"
+
+
+@pytest.mark.parametrize("section", ["postgresql", "redis"])
+def test_bad_password_file_names_section_and_key_never_the_secret(tmp_path, section):
+    host = "db.example" if section == "postgresql" else "cache.example"
+    where = f"app.ini: [{section}] password_file: "
+    secret = tmp_path / "secret"
+    secret.write_text("hunter2-secret\n")
+
+    def refused(line: str) -> str:
+        with pytest.raises(ConfigError) as info:
+            parse_config(MINIMAL.replace(host, f"{host}\n{line}"), "app.ini")
+        message = str(info.value)
+        assert message.startswith(where), message
+        assert (info.value.section, info.value.key) == (section, "password_file")
+        assert "hunter2" not in message and "\n" not in message
+        return message.removeprefix(where)
+
+    both = f"password = hunter2-inline\npassword_file = {secret}"
+    assert refused(both) == "cannot be set with password"
+    assert (
+        refused(f"password_file = {tmp_path / 'nope'}")
+        == f"file {tmp_path / 'nope'} does not exist"
+    )
+    assert refused(f"password_file = {tmp_path}") == f"{tmp_path} is a directory, not a file"
+    assert refused("password_file =") == "must not be empty"
+    empty = tmp_path / "empty"
+    for content in (b"", b"\n"):
+        empty.write_bytes(content)
+        assert refused(f"password_file = {empty}") == f"file {empty} is empty"
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"hunter2\xff\xfe")
+    assert refused(f"password_file = {binary}") == f"file {binary} is not UTF-8 text"

@@ -2,15 +2,25 @@
 
 Sections and keys (booleans are written ``true``/``false``)::
 
-    [postgresql]  host (required), port, dbname, user, password, sslmode, sslrootcert,
-                  connect_timeout, statement_timeout (seconds)
-    [redis]       host (required), port, password, username, ssl, ssl_ca_certs, cluster,
-                  socket_timeout (seconds)
+    [postgresql]  host (required), port, dbname, user, password or password_file,
+                  sslmode, sslrootcert, connect_timeout, statement_timeout (seconds)
+    [redis]       host (required), port, password or password_file, username, ssl,
+                  ssl_ca_certs, cluster, socket_timeout (seconds)
     [cache]       ttl (seconds), lock_timeout (seconds; by default the slow query's
-                  own timeout and more, see PageService)
+                  own timeout and more, see PageService), stale_ttl (seconds an entry
+                  is served stale after ttl while one request refreshes it; by default
+                  STALE_TTL_MULTIPLE times ttl, 0 off), beta (XFetch's early-refresh
+                  factor, 0 off), local_ttl (seconds of the per-worker near cache, 0
+                  off), namespace (the stack's prefix of the cache keys)
+
+``password_file`` names a file whose content, without its trailing newline, is the
+password (the app role writes each secret to a file of its own, so app.ini holds none and
+its diff can be shown); it cannot be set with ``password``, and the file must be readable
+and not empty.
 
 Every problem raises :class:`ConfigError`, whose message names the file, the section and
-the key, so start-up can log one line and stop.
+the key, so start-up can log one line and stop. No message holds a value from a password
+file.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import configparser
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,11 +102,27 @@ class RedisConfig:
     socket_timeout: float = 0.2
 
 
+# stale_ttl when app.ini does not set it: an entry is served stale (refreshed behind the
+# visitor) for twice its fresh life, so a page read less often than every ttl, or a
+# database down for a while, still answers at once.
+STALE_TTL_MULTIPLE = 2
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
 @dataclass(frozen=True)
 class CacheConfig:
     ttl: int = 300
     # None: wait as long as the request computing the page may take (PageService).
     lock_timeout: float | None = None
+    # None: STALE_TTL_MULTIPLE * ttl (resolved by parse_config). 0: no stale serving.
+    stale_ttl: int | None = None
+    # XFetch (Vattani et al., VLDB 2015): refresh early when
+    # now - delta * beta * log(random()) >= fresh_until. 0: never early.
+    beta: float = 1.0
+    # Seconds a worker keeps the page in memory (the near cache). 0: off.
+    local_ttl: float = 0.0
+    # The cache keys' prefix: two stacks sharing one cache never read each other's entries.
+    namespace: str = "cachestack"
 
 
 @dataclass(frozen=True)
@@ -172,6 +199,32 @@ def _ttl(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = _int(value)
+    if not 0 <= number <= MAX_TTL_SECONDS:
+        raise ValueError(f"must be between 0 and {MAX_TTL_SECONDS} seconds, got {value!r}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"must be a number, got {value!r}") from None
+    if number < 0 or not math.isfinite(number):
+        raise ValueError(f"must be 0 or more, got {value!r}")
+    return number
+
+
+def _namespace(value: str) -> str:
+    if not NAMESPACE_PATTERN.fullmatch(value):
+        raise ValueError(
+            "must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or"
+            f" digit, got {value!r}"
+        )
+    return value
+
+
 def _connect_timeout(value: str) -> int:
     number = _positive_int(value)
     if number < 2:  # libpq treats 1 as 2 and 0 as "wait for ever"
@@ -215,6 +268,7 @@ _SCHEMA: dict[str, dict[str, tuple[Parser, bool]]] = {
         "dbname": (_str, False),
         "user": (_str, False),
         "password": (str, False),
+        "password_file": (_str, False),
         "sslmode": (_sslmode, False),
         "sslrootcert": (_readable_file, False),
         "connect_timeout": (_connect_timeout, False),
@@ -224,6 +278,7 @@ _SCHEMA: dict[str, dict[str, tuple[Parser, bool]]] = {
         "host": (_str, True),
         "port": (_port, False),
         "password": (_optional_str, False),
+        "password_file": (_str, False),
         "username": (_optional_str, False),
         "ssl": (_bool, False),
         "ssl_ca_certs": (_readable_file, False),
@@ -233,6 +288,10 @@ _SCHEMA: dict[str, dict[str, tuple[Parser, bool]]] = {
     "cache": {
         "ttl": (_ttl, False),
         "lock_timeout": (_positive_float, False),
+        "stale_ttl": (_non_negative_int, False),
+        "beta": (_non_negative_float, False),
+        "local_ttl": (_non_negative_float, False),
+        "namespace": (_namespace, False),
     },
 }
 
@@ -255,7 +314,35 @@ def _section(parser: configparser.RawConfigParser, path: str, name: str) -> dict
             values[key] = parse(raw)
         except ValueError as exc:
             raise ConfigError(path, str(exc), name, key) from None
+    if "password_file" in values:
+        if parser.has_option(name, "password"):
+            raise ConfigError(path, "cannot be set with password", name, "password_file")
+        try:
+            values["password"] = _read_secret(values.pop("password_file"))
+        except ValueError as exc:
+            raise ConfigError(path, str(exc), name, "password_file") from None
     return values
+
+
+def _read_secret(value: str) -> str:
+    """The content of a password file without its trailing newline; ValueError (naming
+    the file, never its content) when it cannot be read or is empty."""
+    try:
+        text = Path(value).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"file {value} does not exist") from None
+    except PermissionError:
+        raise ValueError(f"file {value} is not readable (permission denied)") from None
+    except IsADirectoryError:
+        raise ValueError(f"{value} is a directory, not a file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"file {value} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read file {value}: {exc.__class__.__name__}") from None
+    secret = text.removesuffix("\n").removesuffix("\r")
+    if secret == "":
+        raise ValueError(f"file {value} is empty")
+    return secret
 
 
 def parse_config(text: str, path: str = "<string>") -> AppConfig:
@@ -278,6 +365,13 @@ def parse_config(text: str, path: str = "<string>") -> AppConfig:
     postgresql = PostgresConfig(**_section(parser, path, "postgresql"))
     redis = RedisConfig(**_section(parser, path, "redis"))
     cache_values = _section(parser, path, "cache") if parser.has_section("cache") else {}
+    if cache_values.get("stale_ttl") is None:
+        ttl = cache_values.get("ttl", CacheConfig.ttl)
+        cache_values["stale_ttl"] = min(STALE_TTL_MULTIPLE * ttl, MAX_TTL_SECONDS - ttl)
+    elif cache_values.get("ttl", CacheConfig.ttl) + cache_values["stale_ttl"] > MAX_TTL_SECONDS:
+        raise ConfigError(
+            path, f"and ttl add up to more than {MAX_TTL_SECONDS} seconds", "cache", "stale_ttl"
+        )
     cache = CacheConfig(**cache_values)
     if postgresql.sslrootcert and postgresql.sslmode in ("disable", "allow", "prefer"):
         # libpq reads the CA only to verify (require with a CA file verifies as verify-ca).
