@@ -40,8 +40,10 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Self
 
 IMAGE = os.environ.get("CACHESTACK_SERVERS_IMAGE", "cachestack-servers:latest")
 LABEL = "cachestack-test.owner"
@@ -50,6 +52,13 @@ PREFIX = f"cachestack-test-{os.getpid()}"
 SETUP_HINT = "run scripts/setup (it builds the image with scripts/build-servers-image)"
 
 _counter = itertools.count(1)
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class ContainerError(RuntimeError):
@@ -252,6 +261,112 @@ class Container:
             self._wait(30)
         self.process = None
         self.paused = False
+
+
+class Destroyable:
+    """A test server, or a set of them, used as ``with start_...() as server: yield server``
+    in a fixture: :meth:`destroy` runs when the block ends, however it ends."""
+
+    def destroy(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.destroy()
+
+
+class ContainerServer(Destroyable):
+    """What PostgreSQL and Valkey / Redis servers do alike with their :class:`Container`:
+    start it and wait until a probe answers, kill, freeze, thaw and destroy it.
+
+    A subclass is a dataclass with the fields ``basedir``, ``port`` and ``server``; it names
+    itself (:attr:`label`), its error class (:attr:`error`), its own log file, the container
+    it runs in (:meth:`new_container`) and one readiness probe (:meth:`ready`).
+    """
+
+    basedir: Path  # the server's temporary directory, mounted in its container
+    port: int
+    server: Container | None
+    error: ClassVar[type[Exception]] = ContainerError
+
+    @property
+    def label(self) -> str:
+        """The server's name in errors: "PostgreSQL", "valkey-server", ..."""
+        raise NotImplementedError
+
+    @property
+    def logfile(self) -> Path:
+        """The server's own log file."""
+        raise NotImplementedError
+
+    def new_container(self) -> Container:
+        """The container the server runs in (made at the first start, kept afterwards)."""
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """One readiness probe: True, or False or an exception while it is not ready."""
+        raise NotImplementedError
+
+    def _start(self, timeout: float) -> None:
+        """Start the container (again: a new one, same directory and port) and wait until
+        :meth:`ready`."""
+        if self.server is None:
+            self.server = self.new_container()
+        try:
+            self.server.start()
+        except ContainerError as exc:
+            raise self.error(f"{self.label}: {exc}") from exc
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Probe every 50 ms until :meth:`ready`; raise :attr:`error` with the logs' tails
+        when the container exits or ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                last = RuntimeError("the server's container exited")
+                break
+            try:
+                if self.ready():
+                    return
+            except Exception as exc:  # retried until the deadline
+                last = exc
+            time.sleep(0.05)
+        log = self.logfile.read_text(errors="replace")[-3000:] if self.logfile.exists() else ""
+        if self.server is not None:
+            log += self.server.log_tail()
+        raise self.error(f"{self.label} on port {self.port} not ready: {last}\n{log}")
+
+    def is_running(self) -> bool:
+        return self.server is not None and self.server.running()
+
+    def kill(self) -> None:
+        """``docker kill`` (SIGKILL): the server vanishes mid-run."""
+        if self.server is not None:
+            self.server.kill()
+
+    def freeze(self) -> None:
+        """``docker pause``: every server process stops (the cgroup freezer, as SIGSTOP to
+        each); the kernel still accepts connections and acknowledges what clients send,
+        but nothing answers (a hung server)."""
+        if self.server is not None:
+            self.server.pause()
+
+    def thaw(self) -> None:
+        """``docker unpause`` after :meth:`freeze`."""
+        if self.server is not None:
+            self.server.unpause()
+
+    def destroy(self) -> None:
+        """Remove the server's container (``docker rm -f``, frozen or not) and directory."""
+        try:
+            if self.server is not None:
+                self.server.remove()
+        finally:
+            shutil.rmtree(self.basedir, ignore_errors=True)
 
 
 def _owned_containers(owner: str | None) -> list[tuple[str, str]]:

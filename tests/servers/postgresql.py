@@ -21,7 +21,8 @@ Use the fixtures from a ``conftest.py``::
 
 ``postgresql_server`` and ``postgresql_private_server`` yield a :class:`PostgresServer`
 (``host``, ``port``, ``user``, ``password``, ``dbname``, ``dsn()``, ``connect()``,
-``stop()``, ``start()``, ``create_database()``, ``drop_database()``).
+``stop()``, ``start()``, ``kill()``, ``freeze()``, ``thaw()``, ``create_database()``,
+``drop_database()``; ``with start_postgresql() as server:`` destroys it at the end).
 ``postgresql_database`` yields a :class:`PostgresDatabase` (the server plus a database name,
 with ``dsn()``/``connect()`` for that database).
 
@@ -34,9 +35,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Any
 import pytest
 
 from tests.servers import container
+from tests.servers.container import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/17/bin")  # inside the servers image
 SUPERUSER = "cachestack_admin"
@@ -56,16 +56,12 @@ class PostgresServerError(RuntimeError):
     """The test PostgreSQL server could not be set up, started or stopped."""
 
 
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
-class PostgresServer:
-    """A PostgreSQL cluster in a temporary directory, listening on 127.0.0.1:port."""
+class PostgresServer(container.ContainerServer):
+    """A PostgreSQL cluster in a temporary directory, listening on 127.0.0.1:port.
+    (The container's part is :class:`~tests.servers.container.ContainerServer`'s.)"""
+
+    error = PostgresServerError
 
     basedir: Path
     port: int
@@ -149,29 +145,34 @@ class PostgresServer:
             for key, value in conf.items():
                 fh.write(f"{key} = {value}\n")
 
+    @property
+    def label(self) -> str:
+        return "PostgreSQL"
+
+    def new_container(self) -> container.Container:
+        return container.Container(
+            what="postgresql",
+            directory=self.basedir,
+            # postgres itself is the container's process 1; its log goes to a file.
+            argv=[
+                "sh",
+                "-c",
+                'exec "$0" -D "$1" >>"$2" 2>&1',
+                str(PG_BIN / "postgres"),
+                str(self.datadir),
+                str(self.logfile),
+            ],
+            stop_signal=STOP_SIGNALS["fast"],
+        )
+
+    def ready(self) -> bool:
+        self.connect().close()
+        return True
+
     def start(self, timeout: float = 60) -> None:
         """Start the server (a new container, same directory and port) and wait until
         it accepts connections."""
-        if self.server is None:
-            self.server = container.Container(
-                what="postgresql",
-                directory=self.basedir,
-                # postgres itself is the container's process 1; its log goes to a file.
-                argv=[
-                    "sh",
-                    "-c",
-                    'exec "$0" -D "$1" >>"$2" 2>&1',
-                    str(PG_BIN / "postgres"),
-                    str(self.datadir),
-                    str(self.logfile),
-                ],
-                stop_signal=STOP_SIGNALS["fast"],
-            )
-        try:
-            self.server.start()
-        except container.ContainerError as exc:
-            raise PostgresServerError(f"PostgreSQL: {exc}") from exc
-        self.wait_ready(timeout)
+        self._start(timeout)
 
     def stop(self, mode: str = "fast", timeout: float = 60) -> None:
         """Stop the server (mode: smart, fast or immediate, as pg_ctl's) and wait for it."""
@@ -181,37 +182,6 @@ class PostgresServer:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    def freeze(self) -> None:
-        """``docker pause``: every server process stops (the cgroup freezer, as SIGSTOP to
-        each); the kernel still accepts connections and acknowledges what clients send,
-        but nothing answers (a hung server)."""
-        if self.server is not None:
-            self.server.pause()
-
-    def thaw(self) -> None:
-        """``docker unpause`` after :meth:`freeze`."""
-        if self.server is not None:
-            self.server.unpause()
-
-    def is_running(self) -> bool:
-        return self.server is not None and self.server.running()
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if not self.is_running():
-                last = RuntimeError("the server's container exited")
-                break
-            try:
-                self.connect().close()
-                return
-            except Exception as exc:  # retried until the deadline
-                last = exc
-                time.sleep(0.05)
-        log = self.server.log_tail() if self.server else ""
-        raise PostgresServerError(f"PostgreSQL on port {self.port} not ready: {last}\n{log}")
 
     def dsn(self, dbname: str | None = None, **extra: Any) -> str:
         """A libpq keyword DSN for this server (sslmode=disable unless given)."""
@@ -252,14 +222,6 @@ class PostgresServer:
 
     def drop_database(self, name: str) -> None:
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def destroy(self) -> None:
-        """Remove the server's container (``docker rm -f``, frozen or not) and directory."""
-        try:
-            if self.server is not None:
-                self.server.remove()
-        finally:
-            shutil.rmtree(self.basedir, ignore_errors=True)
 
 
 @dataclass
@@ -305,9 +267,7 @@ def start_postgresql(
     try:
         server.init()
         server.start()
-    except BaseException:
-        if server.logfile.exists():
-            print(server.logfile.read_text()[-4000:])
+    except BaseException:  # the error carries the logs' tails (wait_ready)
         server.destroy()
         raise
     return server
@@ -316,11 +276,8 @@ def start_postgresql(
 @pytest.fixture(scope="session")
 def postgresql_server() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the whole test session. Do not stop it in a test."""
-    server = start_postgresql()
-    try:
+    with start_postgresql() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture
@@ -343,20 +300,16 @@ def postgresql_tls_server() -> Iterator[PostgresServer]:
 
     certdir = Path(tempfile.mkdtemp(prefix="cachestack-pg-certs-"))
     certs = make_certificates(certdir)
-    server = start_postgresql(tls=(certs.cert_file, certs.key_file))
-    server.ca_file = certs.ca_file
     try:
-        yield server
+        with start_postgresql(tls=(certs.cert_file, certs.key_file)) as server:
+            server.ca_file = certs.ca_file
+            yield server
     finally:
-        server.destroy()
         shutil.rmtree(certdir, ignore_errors=True)
 
 
 @pytest.fixture
 def postgresql_private_server() -> Iterator[PostgresServer]:
     """A server of this test's own: stop and start it freely (fault tests)."""
-    server = start_postgresql()
-    try:
+    with start_postgresql() as server:
         yield server
-    finally:
-        server.destroy()

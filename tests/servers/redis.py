@@ -159,8 +159,11 @@ def make_certificates(
 
 
 @dataclass
-class RedisServer:
-    """One valkey-server (or redis-server) on 127.0.0.1, plain or TLS-only."""
+class RedisServer(container.ContainerServer):
+    """One valkey-server (or redis-server) on 127.0.0.1, plain or TLS-only.
+    (The container's part is :class:`~tests.servers.container.ContainerServer`'s.)"""
+
+    error = RedisServerError
 
     basedir: Path
     port: int
@@ -238,45 +241,29 @@ class RedisServer:
         self.conffile.write_text("\n".join(lines) + "\n")
         self.conffile.chmod(0o600)
 
+    @property
+    def label(self) -> str:
+        return ENGINES[self.engine]
+
+    def new_container(self) -> container.Container:
+        return container.Container(
+            what=self.engine,
+            directory=self.basedir,
+            argv=[ENGINES[self.engine], str(self.conffile)],
+        )
+
+    def ready(self) -> bool:
+        client = self.client(socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+
     def start(self, timeout: float = 20) -> None:
         """Start (or start again, same port and config) and wait for PING."""
         if not self.conffile.exists():
             self.write_config()
-        if self.server is None:
-            self.server = container.Container(
-                what=self.engine,
-                directory=self.basedir,
-                argv=[ENGINES[self.engine], str(self.conffile)],
-            )
-        try:
-            self.server.start()
-        except container.ContainerError as exc:
-            raise RedisServerError(f"{ENGINES[self.engine]}: {exc}") from exc
-        self.wait_ready(timeout)
-
-    def wait_ready(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if not self.is_running():
-                last = RuntimeError("the server's container exited")
-                break
-            try:
-                client = self.client(socket_timeout=1, socket_connect_timeout=1)
-                try:
-                    if client.ping():
-                        return
-                finally:
-                    client.close()
-            except Exception as exc:  # retried until the deadline
-                last = exc
-            time.sleep(0.05)
-        log = self.logfile.read_text()[-3000:] if self.logfile.exists() else ""
-        if self.server is not None:
-            log += self.server.log_tail()
-        raise RedisServerError(
-            f"{ENGINES[self.engine]} on port {self.port} not ready: {last}\n{log}"
-        )
+        self._start(timeout)
 
     def client_kwargs(self) -> dict[str, Any]:
         """Connection arguments for redis-py (redis.Redis / RedisCluster)."""
@@ -294,35 +281,10 @@ class RedisServer:
 
         return redis.Redis(**{**self.client_kwargs(), **extra})
 
-    def is_running(self) -> bool:
-        return self.server is not None and self.server.running()
-
     def stop(self, timeout: float = 10) -> None:
         """``docker stop``: SIGTERM, then SIGKILL after ``timeout``; waits for it."""
         if self.server is not None:
             self.server.stop(timeout)
-
-    def kill(self) -> None:
-        """``docker kill`` (SIGKILL): the server vanishes mid-run."""
-        if self.server is not None:
-            self.server.kill()
-
-    def freeze(self) -> None:
-        """``docker pause``: the port still accepts connections but nothing answers."""
-        if self.server is not None:
-            self.server.pause()
-
-    def thaw(self) -> None:
-        """``docker unpause`` after :meth:`freeze`."""
-        if self.server is not None:
-            self.server.unpause()
-
-    def destroy(self) -> None:
-        try:
-            if self.server is not None:
-                self.server.remove()
-        finally:
-            shutil.rmtree(self.basedir, ignore_errors=True)
 
 
 def start_redis(
@@ -352,7 +314,7 @@ def start_redis(
 
 
 @dataclass
-class RedisClusterServer:
+class RedisClusterServer(container.Destroyable):
     """A one-shard cluster: nodes[0] is the primary, nodes[1] its replica."""
 
     nodes: list[RedisServer]
@@ -455,48 +417,33 @@ def tls_certificates() -> Iterator[TLSCertificates]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """Plain Valkey for the whole session. Flush it, do not stop it."""
-    server = start_redis()
-    try:
+    with start_redis() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture
 def redis_private_server() -> Iterator[RedisServer]:
     """Plain Valkey of this test's own: kill, freeze and restart it freely."""
-    server = start_redis()
-    try:
+    with start_redis() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="session")
 def redis_tls_server(tls_certificates: TLSCertificates) -> Iterator[RedisServer]:
     """Valkey speaking only TLS, with requirepass, for the whole session."""
-    server = start_redis(password=secrets.token_urlsafe(16), certs=tls_certificates)
-    try:
+    with start_redis(password=secrets.token_urlsafe(16), certs=tls_certificates) as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="session")
 def redis_cluster(tls_certificates: TLSCertificates) -> Iterator[RedisClusterServer]:
     """A one-shard Valkey cluster (primary + replica) with TLS and AUTH."""
-    cluster = start_redis_cluster(tls_certificates)
-    try:
+    with start_redis_cluster(tls_certificates) as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture(scope="session")
 def redis_oss_cluster(tls_certificates: TLSCertificates) -> Iterator[RedisClusterServer]:
     """The same one-shard cluster (TLS and AUTH) on Redis OSS 8.0, the alternative engine."""
-    cluster = start_redis_cluster(tls_certificates, engine="redis")
-    try:
+    with start_redis_cluster(tls_certificates, engine="redis") as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
