@@ -19,7 +19,7 @@ VENV_BIN = Path(sys.executable).parent
 PAGE_URL = "http://127.0.0.1:8080/"
 SECRETS_DIR = Path.home() / ".cachestack" / "sandbox"
 # The app's cached value (roles/web_app/files/cachestack_app/cache.py).
-CACHE_KEY = "cachestack:{slow_version}:v1"
+CACHE_KEY = "cachestack:{slow_version}:v2"
 CONTAINERS = ("cachestack-web", "cachestack-db", "cachestack-cache")
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 

@@ -1,4 +1,4 @@
-"""Circuit breaker, value encoding, TTL jitter and page rendering."""
+"""Circuit breaker, keys, value encoding, TTL jitter and page rendering."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_breaker_opens_on_failure_and_half_opens_after_cooldown():
 
 
 def test_keys_are_versioned_and_share_a_cluster_slot():
-    assert ":v1" in CACHE_KEY
+    assert CACHE_KEY == "cachestack:{slow_version}:v2"  # tests/e2e/sandbox.py's constant
     assert LOCK_KEY.startswith(CACHE_KEY)
     tag = CACHE_KEY[CACHE_KEY.index("{") : CACHE_KEY.index("}") + 1]
     assert tag in LOCK_KEY
@@ -45,17 +45,22 @@ def test_keys_are_versioned_and_share_a_cluster_slot():
 
 def test_value_round_trip_and_memo():
     service = PageService(CONFIG, db=None, cache=None)  # type: ignore[arg-type]
-    raw = encode_value("PostgreSQL 15 <x>", 5.01)
+    raw = encode_value("PostgreSQL 15 <x>", 5.01, fresh_until=1_000_100.0, cached_at=1_000_000.0)
     assert json.loads(raw)["version"] == "PostgreSQL 15 <x>"
-    assert service._decode(raw) == "PostgreSQL 15 &lt;x&gt;"
+    entry = service._decode(raw)
+    assert entry is not None
+    assert entry.version_html == "PostgreSQL 15 &lt;x&gt;"
+    assert (entry.cached_at, entry.fresh_until, entry.delta) == (1_000_000.0, 1_000_100.0, 5.01)
     assert service._decode(raw) is service._decode(raw)
     assert service._decode(b"not json") is None
     assert service._decode(b'{"other": 1}') is None
+    # A value of the v1 shape (no fresh_until) is not an entry.
+    assert service._decode(b'{"version": "x", "query_seconds": 1, "cached_at": 1}') is None
 
 
 def test_ttl_jitter_stays_within_ten_percent():
     service = PageService(CONFIG, db=None, cache=None)  # type: ignore[arg-type]
-    values = {service._ttl_ms() for _draw in range(200)}
+    values = {service._fresh_ms() for _draw in range(200)}
     assert all(90_000 <= v <= 100_000 for v in values)
     assert len(values) > 10
 

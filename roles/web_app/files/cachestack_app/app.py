@@ -150,6 +150,9 @@ class CachestackApp:
         elapsed = time.perf_counter() - start
         body = render_page(result.version_html, self._host_html, elapsed, result.outcome)
         extra = []
+        if result.age is not None:
+            # HTTP's Age (RFC 9111 5.1): whole seconds since the value was computed.
+            extra.append(("Age", str(int(result.age))))
         if result.lock_wait_seconds:
             extra.append(("X-Cache-Lock-Wait", f"{result.lock_wait_seconds:.3f}"))
         return self._respond(
@@ -286,10 +289,11 @@ def create_app(config_path: str | None = None) -> WSGIApp:
         sys.stderr.flush()
         raise SystemExit(WORKER_BOOT_ERROR) from None
     db = Database(config.postgresql)
-    cache = Cache(config.redis, CircuitBreaker())
+    cache = Cache(config.redis, CircuitBreaker(), namespace=config.cache.namespace)
     app = CachestackApp(config, db, cache, _build_flask(db, cache))
     log.info(
-        "started: postgresql %s:%s/%s sslmode=%s, redis %s:%s ssl=%s cluster=%s, ttl %ss",
+        "started: postgresql %s:%s/%s sslmode=%s, redis %s:%s ssl=%s cluster=%s, ttl %ss"
+        " stale_ttl %ss beta %s local_ttl %ss, key %s",
         config.postgresql.host,
         config.postgresql.port,
         config.postgresql.dbname,
@@ -299,6 +303,10 @@ def create_app(config_path: str | None = None) -> WSGIApp:
         str(config.redis.ssl).lower(),
         str(config.redis.cluster).lower(),
         config.cache.ttl,
+        config.cache.stale_ttl,
+        config.cache.beta,
+        config.cache.local_ttl,
+        cache.key,
     )
     # Everything loaded so far lives as long as the worker: keep it out of the garbage
     # collector's scans, which otherwise pause a request now and then (p99).

@@ -15,10 +15,28 @@ from .config import RedisConfig
 
 log = logging.getLogger("cachestack_app")
 
-# Bump the version when the cached value's format changes: old entries are then ignored.
-# The hash tag keeps the value and its lock in one cluster slot.
-CACHE_KEY = "cachestack:{slow_version}:v1"
-LOCK_KEY = "cachestack:{slow_version}:v1:lock"
+# The version of the cached value's shape: bump it when the value's format or meaning
+# changes, so a deploy never reads an entry written by the code before it (old entries
+# then expire on their own). v2: the value carries fresh_until and the recompute time.
+SHAPE_VERSION = "v2"
+# The namespace when app.ini names none (the role passes the stack's name).
+DEFAULT_NAMESPACE = "cachestack"
+
+
+def cache_key(namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The page's key: ``<namespace>:{slow_version}:<shape version>``. The namespace keeps
+    two stacks sharing one cache apart; the hash tag keeps the value and its lock in one
+    cluster slot (config.py allows no braces in a namespace)."""
+    return f"{namespace}:{{slow_version}}:{SHAPE_VERSION}"
+
+
+def lock_key(namespace: str = DEFAULT_NAMESPACE) -> str:
+    return cache_key(namespace) + ":lock"
+
+
+# The keys of the default namespace (the sandbox's stack is named "cachestack").
+CACHE_KEY = cache_key()
+LOCK_KEY = lock_key()
 
 # Delete the lock only if we still hold it (it may have expired and been taken since).
 _RELEASE_LOCK = """
@@ -119,8 +137,15 @@ def make_client(config: RedisConfig) -> Any:
 class Cache:
     """The cached slow_version() value and the lock that guards its recomputation."""
 
-    def __init__(self, config: RedisConfig, breaker: CircuitBreaker | None = None):
+    def __init__(
+        self,
+        config: RedisConfig,
+        breaker: CircuitBreaker | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+    ):
         self.config = config
+        self.key = cache_key(namespace)
+        self.lock_key = lock_key(namespace)
         self.breaker = breaker or CircuitBreaker()
         self._client: Any = None
         self._client_lock = threading.Lock()
@@ -194,21 +219,21 @@ class Cache:
                 log.debug("closing a broken redis cluster client failed")
 
     def get(self) -> bytes | None:
-        return self._call("get", CACHE_KEY)
+        return self._call("get", self.key)
 
     def set(self, value: bytes, ttl_ms: int) -> None:
-        self._call("set", CACHE_KEY, value, px=ttl_ms)
+        self._call("set", self.key, value, px=ttl_ms)
 
     def acquire_lock(self, token: str, ttl_ms: int) -> bool:
-        return bool(self._call("set", LOCK_KEY, token, nx=True, px=ttl_ms))
+        return bool(self._call("set", self.lock_key, token, nx=True, px=ttl_ms))
 
     def lock_held(self) -> bool:
-        return bool(self._call("exists", LOCK_KEY))
+        return bool(self._call("exists", self.lock_key))
 
     def release_lock(self, token: str) -> None:
         # Tried even when the breaker just opened: a lock left behind makes every other
         # worker and host wait up to lock_timeout. It costs one socket_timeout at most.
-        self._call("eval", _RELEASE_LOCK, 1, LOCK_KEY, token, past_breaker=True)
+        self._call("eval", _RELEASE_LOCK, 1, self.lock_key, token, past_breaker=True)
 
     def ping(self) -> bool:
         return bool(self._call("ping"))

@@ -23,6 +23,35 @@ CACHE_MISSES = Counter("cachestack_cache_misses", "Pages whose value was not in 
 CACHE_BYPASSES = Counter(
     "cachestack_cache_bypasses", "Pages served from PostgreSQL without the cache (Redis down)."
 )
+CACHE_LOCAL_HITS = Counter(
+    "cachestack_cache_local_hits",
+    "Pages served from the worker's near cache, without a Redis call.",
+)
+CACHE_STALE = Counter(
+    "cachestack_cache_stale",
+    "Pages served stale (past their ttl, within stale_ttl) while one request refreshes them.",
+)
+# What started a background refresh: a stale entry, or XFetch's early refresh of a fresh
+# one. A fixed set: the label never takes a value from a request.
+REFRESH_TRIGGERS = ("stale", "early")
+REFRESHES_STARTED = Counter(
+    "cachestack_cache_refreshes_started",
+    "Background refreshes started (this worker took the lock and runs the query).",
+    ["trigger"],
+)
+REFRESHES_FINISHED = Counter(
+    "cachestack_cache_refreshes_finished",
+    "Background refreshes that stored a new value.",
+    ["trigger"],
+)
+REFRESHES_FAILED = Counter(
+    "cachestack_cache_refreshes_failed",
+    "Background refreshes that failed (the database did not answer); the entry is kept.",
+    ["trigger"],
+)
+for _trigger in REFRESH_TRIGGERS:  # every series shows, at 0, from the start
+    for _counter in (REFRESHES_STARTED, REFRESHES_FINISHED, REFRESHES_FAILED):
+        _counter.labels(_trigger)
 SLOW_QUERIES = Counter("cachestack_slow_queries", "SELECT slow_version() queries run.")
 LOCK_WAITS = Counter(
     "cachestack_cache_lock_waits", "Requests that waited for another to fill the cache."
@@ -31,7 +60,10 @@ LOCK_TIMEOUTS = Counter(
     "cachestack_cache_lock_timeouts",
     "Requests answered 503 after lock_timeout, another request still computing the page.",
 )
-DB_ERRORS = Counter("cachestack_db_errors", "Database errors (pages answered 503).")
+DB_ERRORS = Counter(
+    "cachestack_db_errors",
+    "Database errors (a page answered 503, or a background refresh failed).",
+)
 LATENCY = Histogram(
     "cachestack_http_request_duration_seconds",
     "Time to answer a request.",
@@ -39,7 +71,14 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
-OUTCOME_COUNTERS = {"HIT": CACHE_HITS, "MISS": CACHE_MISSES, "BYPASS": CACHE_BYPASSES}
+# One counter per X-Cache value the page can carry.
+OUTCOME_COUNTERS = {
+    "HIT": CACHE_HITS,
+    "HIT-LOCAL": CACHE_LOCAL_HITS,
+    "STALE": CACHE_STALE,
+    "MISS": CACHE_MISSES,
+    "BYPASS": CACHE_BYPASSES,
+}
 
 
 def render() -> tuple[bytes, str]:
