@@ -84,6 +84,12 @@ def stubbed() -> Iterator[tuple[Any, Stubber]]:
         stubber.assert_no_pending_responses()
 
 
+@pytest.fixture
+def fast_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module's waits poll every 10 ms instead of every WAIT_DELAY seconds."""
+    monkeypatch.setattr(erg, "WAIT_DELAY", 0.01)
+
+
 def node_group(ngid: str, replicas: int, cluster: bool = True) -> dict[str, Any]:
     members = [
         {"CacheClusterId": f"{GROUP_ID}-{ngid}-{i + 1:03d}", "CacheNodeId": "0001"}
@@ -158,27 +164,64 @@ def member_of(group: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return member
 
 
-def expect_read(stubber: Stubber, group: dict[str, Any], member: dict[str, Any] | None) -> None:
-    """The reads ensure_present makes first: the group, then its first member."""
+def expect_available(stubber: Stubber, group: dict[str, Any]) -> None:
+    """One DescribeReplicationGroups answering with the group (a wait that ends at once
+    when it is 'available')."""
     stubber.add_response(
         "describe_replication_groups",
         {"ReplicationGroups": [group]},
         {"ReplicationGroupId": GROUP_ID},
     )
-    if member is not None:
-        stubber.add_response(
-            "describe_cache_clusters",
-            {"CacheClusters": [member]},
-            {"CacheClusterId": group["MemberClusters"][0], "ShowCacheNodeInfo": False},
-        )
 
 
-def expect_available(stubber: Stubber, group: dict[str, Any]) -> None:
-    """One DescribeReplicationGroups answering 'available' (a wait that ends at once)."""
-    stubber.add_response(
+def expect_statuses(stubber: Stubber, *statuses: str, group: dict[str, Any] | None = None) -> None:
+    """DescribeReplicationGroups answers, one per status, in order (of group_of([1]) unless
+    another group is given)."""
+    for status in statuses:
+        expect_available(stubber, dict(group or group_of([1]), Status=status))
+
+
+def expect_not_found(stubber: Stubber) -> None:
+    """DescribeReplicationGroups answering that there is no such group."""
+    stubber.add_client_error(
         "describe_replication_groups",
-        {"ReplicationGroups": [group]},
-        {"ReplicationGroupId": GROUP_ID},
+        service_error_code="ReplicationGroupNotFoundFault",
+        http_status_code=404,
+        expected_params={"ReplicationGroupId": GROUP_ID},
+    )
+
+
+def expect_member(
+    stubber: Stubber, group: dict[str, Any], member: dict[str, Any] | None = None
+) -> None:
+    """DescribeCacheClusters of the group's first member (member_of(group) unless given)."""
+    stubber.add_response(
+        "describe_cache_clusters",
+        {"CacheClusters": [member or member_of(group)]},
+        {"CacheClusterId": group["MemberClusters"][0], "ShowCacheNodeInfo": False},
+    )
+
+
+def expect_read(stubber: Stubber, group: dict[str, Any], member: dict[str, Any] | None) -> None:
+    """The reads ensure_present makes first: the group, then its first member."""
+    expect_available(stubber, group)
+    if member is not None:
+        expect_member(stubber, group, member)
+
+
+def existing_group(stubber: Stubber, replicas: list[int], **extra: Any) -> dict[str, Any]:
+    """group_of(replicas, **extra), with ensure_present's reads of it and of its first member
+    queued."""
+    group = group_of(replicas, **extra)
+    expect_read(stubber, group, member_of(group))
+    return group
+
+
+def expect_change(stubber: Stubber, operation: str, group: dict[str, Any], **request: Any) -> None:
+    """One changing call (ModifyReplicationGroup, IncreaseReplicaCount, ...) whose request is
+    ReplicationGroupId and exactly these parameters; AWS answers with the group."""
+    stubber.add_response(
+        operation, {"ReplicationGroup": group}, {"ReplicationGroupId": GROUP_ID, **request}
     )
 
 
@@ -233,10 +276,8 @@ def test_engine_version_upgrade_sends_modify(stubbed: tuple[Any, Stubber]) -> No
     client, stubber = stubbed
     group = group_of([1])
     expect_read(stubber, group, member_of(group, EngineVersion="7.0.7"))
-    stubber.add_response(
-        "modify_replication_group",
-        {"ReplicationGroup": group},
-        {"ReplicationGroupId": GROUP_ID, "EngineVersion": "7.1", "ApplyImmediately": True},
+    expect_change(
+        stubber, "modify_replication_group", group, EngineVersion="7.1", ApplyImmediately=True
     )
     manager = run_present(client, stubber, group, engine_version="7.1", apply_immediately=True)
     assert manager.changed is True
@@ -259,12 +300,9 @@ def test_pending_engine_version_is_no_change(stubbed: tuple[Any, Stubber]) -> No
 
 def test_increase_replicas_uses_increase_replica_count(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1])
-    expect_read(stubber, group, member_of(group))
-    stubber.add_response(
-        "increase_replica_count",
-        {"ReplicationGroup": group},
-        {"ReplicationGroupId": GROUP_ID, "NewReplicaCount": 2, "ApplyImmediately": True},
+    group = existing_group(stubber, [1])
+    expect_change(
+        stubber, "increase_replica_count", group, NewReplicaCount=2, ApplyImmediately=True
     )
     manager = run_present(client, stubber, group, replicas_per_node_group=2)
     assert manager.actions == ["IncreaseReplicaCount NewReplicaCount=2"]
@@ -273,47 +311,37 @@ def test_increase_replicas_uses_increase_replica_count(stubbed: tuple[Any, Stubb
 
 def test_decrease_only_the_shards_that_have_too_many(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([2, 1, 2])
-    expect_read(stubber, group, member_of(group))
-    stubber.add_response(
+    group = existing_group(stubber, [2, 1, 2])
+    expect_change(
+        stubber,
         "decrease_replica_count",
-        {"ReplicationGroup": group},
-        {
-            "ReplicationGroupId": GROUP_ID,
-            "ReplicaConfiguration": [
-                {"NodeGroupId": "0001", "NewReplicaCount": 1},
-                {"NodeGroupId": "0003", "NewReplicaCount": 1},
-            ],
-            "ApplyImmediately": True,
-        },
+        group,
+        ReplicaConfiguration=[
+            {"NodeGroupId": "0001", "NewReplicaCount": 1},
+            {"NodeGroupId": "0003", "NewReplicaCount": 1},
+        ],
+        ApplyImmediately=True,
     )
     manager = run_present(client, stubber, group, replicas_per_node_group=1)
     assert manager.actions == ["DecreaseReplicaCount ReplicaConfiguration=0001:1,0003:1"]
 
 
 def test_add_shard_then_replicas_waiting_in_between(
-    stubbed: tuple[Any, Stubber], monkeypatch: pytest.MonkeyPatch
+    stubbed: tuple[Any, Stubber], fast_wait: None
 ) -> None:
-    monkeypatch.setattr(erg, "WAIT_DELAY", 0.01)
     client, stubber = stubbed
-    group = group_of([1])
-    expect_read(stubber, group, member_of(group))
-    stubber.add_response(
+    group = existing_group(stubber, [1])
+    expect_change(
+        stubber,
         "modify_replication_group_shard_configuration",
-        {"ReplicationGroup": group},
-        {"ReplicationGroupId": GROUP_ID, "NodeGroupCount": 2, "ApplyImmediately": True},
+        group,
+        NodeGroupCount=2,
+        ApplyImmediately=True,
     )
     # The waiter between the two operations: modifying first, then available.
-    for status in ("modifying", "available"):
-        stubber.add_response(
-            "describe_replication_groups",
-            {"ReplicationGroups": [dict(group, Status=status)]},
-            {"ReplicationGroupId": GROUP_ID},
-        )
-    stubber.add_response(
-        "increase_replica_count",
-        {"ReplicationGroup": group},
-        {"ReplicationGroupId": GROUP_ID, "NewReplicaCount": 2, "ApplyImmediately": True},
+    expect_statuses(stubber, "modifying", "available", group=group)
+    expect_change(
+        stubber, "increase_replica_count", group, NewReplicaCount=2, ApplyImmediately=True
     )
     manager = run_present(client, stubber, group, num_node_groups=2, replicas_per_node_group=2)
     assert manager.actions == [
@@ -324,17 +352,14 @@ def test_add_shard_then_replicas_waiting_in_between(
 
 def test_remove_shards_keeps_the_first_ones(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1, 1, 1])
-    expect_read(stubber, group, member_of(group))
-    stubber.add_response(
+    group = existing_group(stubber, [1, 1, 1])
+    expect_change(
+        stubber,
         "modify_replication_group_shard_configuration",
-        {"ReplicationGroup": group},
-        {
-            "ReplicationGroupId": GROUP_ID,
-            "NodeGroupCount": 2,
-            "ApplyImmediately": True,
-            "NodeGroupsToRetain": ["0001", "0002"],
-        },
+        group,
+        NodeGroupCount=2,
+        ApplyImmediately=True,
+        NodeGroupsToRetain=["0001", "0002"],
     )
     manager = run_present(client, stubber, group, num_node_groups=2, replicas_per_node_group=1)
     assert manager.actions == ["ModifyReplicationGroupShardConfiguration NodeGroupCount=2"]
@@ -342,8 +367,7 @@ def test_remove_shards_keeps_the_first_ones(stubbed: tuple[Any, Stubber]) -> Non
 
 def test_same_size_is_no_change(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1, 1])
-    expect_read(stubber, group, member_of(group))
+    group = existing_group(stubber, [1, 1])
     manager = run_present(
         client,
         stubber,
@@ -369,8 +393,7 @@ def test_same_size_is_no_change(stubbed: tuple[Any, Stubber]) -> None:
 
 def test_check_mode_resize_makes_no_call(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1])
-    expect_read(stubber, group, member_of(group))
+    existing_group(stubber, [1])
     # No further response queued: any mutating call would fail the Stubber.
     manager = run_present(
         client, stubber, None, check_mode=True, num_node_groups=3, replicas_per_node_group=0
@@ -384,22 +407,17 @@ def test_check_mode_resize_makes_no_call(stubbed: tuple[Any, Stubber]) -> None:
 
 def test_failover_off_goes_before_the_last_replica(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1], cluster=False, MultiAZ="disabled")
-    expect_read(stubber, group, member_of(group))
-    stubber.add_response(
+    group = existing_group(stubber, [1], cluster=False, MultiAZ="disabled")
+    expect_change(
+        stubber,
         "modify_replication_group",
-        {"ReplicationGroup": group},
-        {
-            "ReplicationGroupId": GROUP_ID,
-            "AutomaticFailoverEnabled": False,
-            "ApplyImmediately": False,
-        },
+        group,
+        AutomaticFailoverEnabled=False,
+        ApplyImmediately=False,
     )
     expect_available(stubber, group)
-    stubber.add_response(
-        "decrease_replica_count",
-        {"ReplicationGroup": group},
-        {"ReplicationGroupId": GROUP_ID, "NewReplicaCount": 0, "ApplyImmediately": True},
+    expect_change(
+        stubber, "decrease_replica_count", group, NewReplicaCount=0, ApplyImmediately=True
     )
     manager = run_present(
         client, stubber, group, automatic_failover_enabled=False, replicas_per_node_group=0
@@ -412,8 +430,7 @@ def test_failover_off_goes_before_the_last_replica(stubbed: tuple[Any, Stubber])
 
 def test_more_shards_without_cluster_mode_is_refused(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1], cluster=False)
-    expect_read(stubber, group, member_of(group))
+    existing_group(stubber, [1], cluster=False)
     with pytest.raises(ModuleFailed, match="num_node_groups greater than 1 needs cluster_mode"):
         run_present(client, stubber, None, num_node_groups=2)
 
@@ -426,17 +443,14 @@ def test_auth_token_update_strategy_sends_the_token(
     stubbed: tuple[Any, Stubber], strategy: str
 ) -> None:
     client, stubber = stubbed
-    group = group_of([1])
-    expect_read(stubber, group, member_of(group))
-    stubber.add_response(
+    group = existing_group(stubber, [1])
+    expect_change(
+        stubber,
         "modify_replication_group",
-        {"ReplicationGroup": group},
-        {
-            "ReplicationGroupId": GROUP_ID,
-            "AuthToken": TOKEN,
-            "AuthTokenUpdateStrategy": strategy,
-            "ApplyImmediately": True,
-        },
+        group,
+        AuthToken=TOKEN,
+        AuthTokenUpdateStrategy=strategy,
+        ApplyImmediately=True,
     )
     manager = run_present(
         client,
@@ -453,25 +467,21 @@ def test_auth_token_update_strategy_sends_the_token(
 
 def test_auth_token_without_strategy_is_not_resent(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1])
-    expect_read(stubber, group, member_of(group))
+    group = existing_group(stubber, [1])
     manager = run_present(client, stubber, group, auth_token=TOKEN)
     assert manager.changed is False
 
 
 def test_auth_token_added_to_a_group_without_auth_rotates(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1], AuthTokenEnabled=False)
-    expect_read(stubber, group, member_of(group))
-    stubber.add_response(
+    group = existing_group(stubber, [1], AuthTokenEnabled=False)
+    expect_change(
+        stubber,
         "modify_replication_group",
-        {"ReplicationGroup": group},
-        {
-            "ReplicationGroupId": GROUP_ID,
-            "AuthToken": TOKEN,
-            "AuthTokenUpdateStrategy": "ROTATE",
-            "ApplyImmediately": False,
-        },
+        group,
+        AuthToken=TOKEN,
+        AuthTokenUpdateStrategy="ROTATE",
+        ApplyImmediately=False,
     )
     manager = run_present(client, stubber, group, auth_token=TOKEN)
     assert manager.before["auth_token_enabled"] is False
@@ -480,10 +490,9 @@ def test_auth_token_added_to_a_group_without_auth_rotates(stubbed: tuple[Any, St
 
 def test_auth_token_being_set_counts_as_enabled(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of(
-        [1], AuthTokenEnabled=False, PendingModifiedValues={"AuthTokenStatus": "ROTATING"}
+    group = existing_group(
+        stubber, [1], AuthTokenEnabled=False, PendingModifiedValues={"AuthTokenStatus": "ROTATING"}
     )
-    expect_read(stubber, group, member_of(group))
     manager = run_present(client, stubber, group, auth_token=TOKEN)
     assert manager.changed is False
 
@@ -497,8 +506,7 @@ def test_auth_token_being_set_counts_as_enabled(stubbed: tuple[Any, Stubber]) ->
 )
 def test_tags_and_purge_tags(stubbed: tuple[Any, Stubber], purge: bool, removed: list[str]) -> None:
     client, stubber = stubbed
-    group = group_of([1])
-    expect_read(stubber, group, member_of(group))
+    group = existing_group(stubber, [1])
     stubber.add_response(
         "list_tags_for_resource",
         {
@@ -531,8 +539,7 @@ def test_tags_and_purge_tags(stubbed: tuple[Any, Stubber], purge: bool, removed:
 
 def test_same_tags_is_no_change(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1])
-    expect_read(stubber, group, member_of(group))
+    group = existing_group(stubber, [1])
     stubber.add_response(
         "list_tags_for_resource",
         {"TagList": [{"Key": "Stack", "Value": "cachestack"}]},
@@ -547,12 +554,7 @@ def test_same_tags_is_no_change(stubbed: tuple[Any, Stubber]) -> None:
 
 def test_create_sends_cluster_mode_and_sizes(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    stubber.add_client_error(
-        "describe_replication_groups",
-        service_error_code="ReplicationGroupNotFoundFault",
-        http_status_code=404,
-        expected_params={"ReplicationGroupId": GROUP_ID},
-    )
+    expect_not_found(stubber)
     stubber.add_response(
         "create_replication_group",
         {"ReplicationGroup": group_of([1], Status="creating")},
@@ -601,19 +603,14 @@ def test_create_sends_cluster_mode_and_sizes(stubbed: tuple[Any, Stubber]) -> No
 
 def test_create_with_auth_but_no_tls_is_refused(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    stubber.add_client_error(
-        "describe_replication_groups",
-        service_error_code="ReplicationGroupNotFoundFault",
-        http_status_code=404,
-    )
+    expect_not_found(stubber)
     with pytest.raises(ModuleFailed, match="auth_token needs transit_encryption_enabled"):
         run_present(client, stubber, None, auth_token=TOKEN)
 
 
 def test_changing_encryption_at_rest_is_refused(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1], AtRestEncryptionEnabled=False)
-    expect_read(stubber, group, member_of(group))
+    existing_group(stubber, [1], AtRestEncryptionEnabled=False)
     with pytest.raises(ModuleFailed, match=r"at_rest_encryption_enabled .* cannot change"):
         run_present(client, stubber, None, at_rest_encryption_enabled=True)
 
@@ -622,10 +619,11 @@ def test_delete_without_wait(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
     group = group_of([1])
     expect_available(stubber, group)
-    stubber.add_response(
+    expect_change(
+        stubber,
         "delete_replication_group",
-        {"ReplicationGroup": dict(group, Status="deleting")},
-        {"ReplicationGroupId": GROUP_ID, "FinalSnapshotIdentifier": "last"},
+        dict(group, Status="deleting"),
+        FinalSnapshotIdentifier="last",
     )
     expect_available(stubber, dict(group, Status="deleting"))
     manager = erg.ReplicationGroupManager(
@@ -649,11 +647,7 @@ def test_delete_of_a_group_being_deleted_is_no_change(stubbed: tuple[Any, Stubbe
 def test_result_endpoints_without_cluster_mode(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
     group = group_of([1], cluster=False)
-    stubber.add_response(
-        "describe_cache_clusters",
-        {"CacheClusters": [member_of(group)]},
-        {"CacheClusterId": group["MemberClusters"][0], "ShowCacheNodeInfo": False},
-    )
+    expect_member(stubber, group)
     stubber.add_response("list_tags_for_resource", {"TagList": []}, {"ResourceName": ANY})
     manager = erg.ReplicationGroupManager(FakeModule(client))
     result = manager.result(group)
@@ -699,11 +693,10 @@ def test_unreported_attributes_are_not_compared() -> None:
 
 
 def test_busy_group_is_planned_again_once_settled(
-    stubbed: tuple[Any, Stubber], monkeypatch: pytest.MonkeyPatch
+    stubbed: tuple[Any, Stubber], fast_wait: None
 ) -> None:
     # Read mid-resize (one replica listed), the group already has two when it settles:
     # no second IncreaseReplicaCount.
-    monkeypatch.setattr(erg, "WAIT_DELAY", 0.01)
     client, stubber = stubbed
     busy = group_of([1], Status="modifying")
     settled = group_of([2])
@@ -723,17 +716,11 @@ def test_group_being_deleted_without_wait_is_an_error(stubbed: tuple[Any, Stubbe
 
 
 def test_group_being_deleted_is_waited_for_then_created(
-    stubbed: tuple[Any, Stubber], monkeypatch: pytest.MonkeyPatch
+    stubbed: tuple[Any, Stubber], fast_wait: None
 ) -> None:
-    monkeypatch.setattr(erg, "WAIT_DELAY", 0.01)
     client, stubber = stubbed
     expect_available(stubber, group_of([1], Status="deleting"))
-    stubber.add_client_error(
-        "describe_replication_groups",
-        service_error_code="ReplicationGroupNotFoundFault",
-        http_status_code=404,
-        expected_params={"ReplicationGroupId": GROUP_ID},
-    )
+    expect_not_found(stubber)
     stubber.add_response(
         "create_replication_group",
         {"ReplicationGroup": group_of([0], Status="creating")},
@@ -900,12 +887,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     return fake
 
 
-def expect_statuses(stubber: Stubber, *statuses: str) -> None:
-    """DescribeReplicationGroups answers, one per status, in order."""
-    for status in statuses:
-        expect_available(stubber, group_of([1], Status=status))
-
-
 def test_wait_ends_at_once_when_available(stubbed: tuple[Any, Stubber], clock: FakeClock) -> None:
     client, stubber = stubbed
     expect_statuses(stubber, "available")
@@ -965,11 +946,7 @@ def test_wait_for_available_stops_when_it_cannot_be(
 ) -> None:
     client, stubber = stubbed
     if status is None:
-        stubber.add_client_error(
-            "describe_replication_groups",
-            service_error_code="ReplicationGroupNotFoundFault",
-            http_status_code=404,
-        )
+        expect_not_found(stubber)
     else:
         expect_statuses(stubber, status)
     manager = erg.ReplicationGroupManager(FakeModule(client, wait_timeout=60))
@@ -1010,23 +987,6 @@ def test_wait_outcome(target: str, status: str | None, outcome: str) -> None:
 
 
 # Tags only on an available group (AWS refuses the tag calls otherwise)
-
-
-def expect_not_found(stubber: Stubber) -> None:
-    stubber.add_client_error(
-        "describe_replication_groups",
-        service_error_code="ReplicationGroupNotFoundFault",
-        http_status_code=404,
-        expected_params={"ReplicationGroupId": GROUP_ID},
-    )
-
-
-def expect_member(stubber: Stubber, group: dict[str, Any]) -> None:
-    stubber.add_response(
-        "describe_cache_clusters",
-        {"CacheClusters": [member_of(group)]},
-        {"CacheClusterId": group["MemberClusters"][0], "ShowCacheNodeInfo": False},
-    )
 
 
 def expect_create(stubber: Stubber, tags: dict[str, str]) -> None:
@@ -1175,8 +1135,7 @@ def test_tags_of_a_busy_group_with_wait_are_compared_once_available(
 
 def test_tags_are_set_before_a_change_makes_the_group_busy(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1])
-    expect_read(stubber, group, member_of(group))
+    group = existing_group(stubber, [1])
     stubber.add_response(
         "list_tags_for_resource",
         {"TagList": [{"Key": "Stack", "Value": "old"}]},
@@ -1187,10 +1146,12 @@ def test_tags_are_set_before_a_change_makes_the_group_busy(stubbed: tuple[Any, S
         {"TagList": []},
         {"ResourceName": ARN, "Tags": [{"Key": "Stack", "Value": "cachestack"}]},
     )
-    stubber.add_response(
+    expect_change(
+        stubber,
         "modify_replication_group",
-        {"ReplicationGroup": dict(group, Status="modifying")},
-        {"ReplicationGroupId": GROUP_ID, "SnapshotRetentionLimit": 5, "ApplyImmediately": False},
+        dict(group, Status="modifying"),
+        SnapshotRetentionLimit=5,
+        ApplyImmediately=False,
     )
     modifying = dict(group, Status="modifying")
     expect_available(stubber, modifying)  # the closing describe (wait=false)
@@ -1217,10 +1178,12 @@ def test_change_to_a_busy_group_waits_even_without_wait(
     expect_read(stubber, busy, member_of(busy))
     expect_statuses(stubber, status, "available")
     expect_member(stubber, available)
-    stubber.add_response(
+    expect_change(
+        stubber,
         "modify_replication_group",
-        {"ReplicationGroup": dict(available, Status="modifying")},
-        {"ReplicationGroupId": GROUP_ID, "SnapshotRetentionLimit": 5, "ApplyImmediately": False},
+        dict(available, Status="modifying"),
+        SnapshotRetentionLimit=5,
+        ApplyImmediately=False,
     )
     manager = run_present(
         client, stubber, dict(available, Status="modifying"), snapshot_retention_limit=5
@@ -1239,11 +1202,7 @@ def test_delete_of_a_busy_group_waits_until_available(
     client, stubber = stubbed
     expect_statuses(stubber, status)  # the first read
     expect_statuses(stubber, status, "available")  # the wait before DeleteReplicationGroup
-    stubber.add_response(
-        "delete_replication_group",
-        {"ReplicationGroup": group_of([1], Status="deleting")},
-        {"ReplicationGroupId": GROUP_ID},
-    )
+    expect_change(stubber, "delete_replication_group", group_of([1], Status="deleting"))
     expect_statuses(stubber, "deleting")  # the closing describe (wait=false)
     manager = erg.ReplicationGroupManager(FakeModule(client, state="absent"))
     result = manager.result(manager.ensure_absent())  # no member or tag read when deleting
@@ -1259,11 +1218,7 @@ def test_delete_of_a_create_failed_group_does_not_wait(
 ) -> None:
     client, stubber = stubbed
     expect_statuses(stubber, "create-failed")
-    stubber.add_response(
-        "delete_replication_group",
-        {"ReplicationGroup": group_of([1], Status="deleting")},
-        {"ReplicationGroupId": GROUP_ID},
-    )
+    expect_change(stubber, "delete_replication_group", group_of([1], Status="deleting"))
     expect_statuses(stubber, "deleting")
     manager = erg.ReplicationGroupManager(FakeModule(client, state="absent"))
     assert manager.ensure_absent()["Status"] == "deleting"
@@ -1299,11 +1254,7 @@ def test_result_of_a_group_being_deleted_reads_no_tags(stubbed: tuple[Any, Stubb
 def test_delete_and_wait_until_gone(stubbed: tuple[Any, Stubber], clock: FakeClock) -> None:
     client, stubber = stubbed
     expect_statuses(stubber, "available")
-    stubber.add_response(
-        "delete_replication_group",
-        {"ReplicationGroup": group_of([1], Status="deleting")},
-        {"ReplicationGroupId": GROUP_ID},
-    )
+    expect_change(stubber, "delete_replication_group", group_of([1], Status="deleting"))
     expect_statuses(stubber, "deleting", "deleting")
     expect_not_found(stubber)
     manager = erg.ReplicationGroupManager(FakeModule(client, state="absent", wait=True))
@@ -1329,18 +1280,15 @@ def test_redis_to_valkey_is_one_modify_with_engine_version_and_group(
     stubbed: tuple[Any, Stubber],
 ) -> None:
     client, stubber = stubbed
-    group = group_of([1])
-    expect_read(stubber, group, member_of(group))
-    stubber.add_response(
+    group = existing_group(stubber, [1])
+    expect_change(
+        stubber,
         "modify_replication_group",
-        {"ReplicationGroup": group},
-        {
-            "ReplicationGroupId": GROUP_ID,
-            "Engine": "valkey",
-            "EngineVersion": "8.2",
-            "CacheParameterGroupName": "default.valkey8.cluster.on",
-            "ApplyImmediately": True,
-        },
+        group,
+        Engine="valkey",
+        EngineVersion="8.2",
+        CacheParameterGroupName="default.valkey8.cluster.on",
+        ApplyImmediately=True,
     )
     manager = run_present(
         client,
@@ -1363,8 +1311,7 @@ def test_redis_to_valkey_is_one_modify_with_engine_version_and_group(
 
 def test_redis_to_valkey_in_check_mode_makes_no_call(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    group = group_of([1])
-    expect_read(stubber, group, member_of(group))
+    group = existing_group(stubber, [1])
     manager = run_present(
         client, stubber, group, check_mode=True, engine="valkey", engine_version="8.2"
     )
@@ -1414,12 +1361,7 @@ def test_engine_changes_aws_refuses_fail_before_any_change(
 
 def test_mismatched_group_fails_before_create(stubbed: tuple[Any, Stubber]) -> None:
     client, stubber = stubbed
-    stubber.add_client_error(
-        "describe_replication_groups",
-        service_error_code="ReplicationGroupNotFoundFault",
-        http_status_code=404,
-        expected_params={"ReplicationGroupId": GROUP_ID},
-    )
+    expect_not_found(stubber)
     with pytest.raises(ModuleFailed, match="needs family valkey8"):
         run_present(
             client,

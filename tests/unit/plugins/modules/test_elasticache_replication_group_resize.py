@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from botocore.stub import Stubber
 
 from tests.unit.plugins.modules.test_elasticache_replication_group import (  # noqa: F401  # pylint: disable=unused-import
     GROUP_ID,
-    erg,
+    existing_group,
+    expect_change,
     expect_read,
+    expect_statuses,
+    fast_wait,
     group_of,
     member_of,
     plan,
@@ -90,22 +92,13 @@ def test_plan_replicas_counts_new_shards_at_the_smallest_size() -> None:
 
 def test_removing_a_shard_does_not_resize_it_first(
     stubbed: tuple[Any, Stubber],  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    fast_wait: None,  # noqa: F811
 ) -> None:
-    monkeypatch.setattr(erg, "WAIT_DELAY", 0.01)
     client, stubber = stubbed
-    group = group_of([2, 1])
+    group = existing_group(stubber, [2, 1])
     after = group_of([2])
-    expect_read(stubber, group, member_of(group))
-    stubber.add_response(
-        SHARDS,
-        {"ReplicationGroup": group},
-        {
-            "ReplicationGroupId": GROUP_ID,
-            "NodeGroupCount": 1,
-            "ApplyImmediately": True,
-            "NodeGroupsToRetain": ["0001"],
-        },
+    expect_change(
+        stubber, SHARDS, group, NodeGroupCount=1, ApplyImmediately=True, NodeGroupsToRetain=["0001"]
     )
     manager = run_present(client, stubber, after, num_node_groups=1, replicas_per_node_group=2)
     assert manager.actions == ["ModifyReplicationGroupShardConfiguration NodeGroupCount=1"]
@@ -113,36 +106,23 @@ def test_removing_a_shard_does_not_resize_it_first(
 
 def test_new_shards_get_their_replicas_in_the_same_run(
     stubbed: tuple[Any, Stubber],  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    fast_wait: None,  # noqa: F811
 ) -> None:
-    monkeypatch.setattr(erg, "WAIT_DELAY", 0.01)
     client, stubber = stubbed
-    group = group_of([1, 2])
+    group = existing_group(stubber, [1, 2])
     resharded = group_of([1, 2, 1])  # AWS added 0003 with the smallest shard's size
-    expect_read(stubber, group, member_of(group))
-    stubber.add_response(
-        SHARDS,
-        {"ReplicationGroup": group},
-        {"ReplicationGroupId": GROUP_ID, "NodeGroupCount": 3, "ApplyImmediately": True},
-    )
+    expect_change(stubber, SHARDS, group, NodeGroupCount=3, ApplyImmediately=True)
     # The wait after the shard call, whose answer the replica calls are planned from.
-    for status in ("modifying", "available"):
-        stubber.add_response(
-            "describe_replication_groups",
-            {"ReplicationGroups": [dict(resharded, Status=status)]},
-            {"ReplicationGroupId": GROUP_ID},
-        )
-    stubber.add_response(
+    expect_statuses(stubber, "modifying", "available", group=resharded)
+    expect_change(
+        stubber,
         "increase_replica_count",
-        {"ReplicationGroup": resharded},
-        {
-            "ReplicationGroupId": GROUP_ID,
-            "ApplyImmediately": True,
-            "ReplicaConfiguration": [
-                {"NodeGroupId": "0001", "NewReplicaCount": 2},
-                {"NodeGroupId": "0003", "NewReplicaCount": 2},
-            ],
-        },
+        resharded,
+        ApplyImmediately=True,
+        ReplicaConfiguration=[
+            {"NodeGroupId": "0001", "NewReplicaCount": 2},
+            {"NodeGroupId": "0003", "NewReplicaCount": 2},
+        ],
     )
     manager = run_present(
         client, stubber, group_of([2, 2, 2]), num_node_groups=3, replicas_per_node_group=2
