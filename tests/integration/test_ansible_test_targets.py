@@ -3,20 +3,18 @@ upstream collections run theirs: ``ansible-test integration --local <target>``, 
 
 ansible-test wants the collection at .../ansible_collections/cachestack/aws and reads the
 targets' variables from tests/integration/integration_config.yml there, so each run works
-on a copy of the tracked files (as tests/static's sanity test does), with the collections
-our targets use linked beside it, and writes the server's connection settings (password
-included) into the copy's integration_config.yml (0600, in the test's tmp_path: never in
-the repository). The servers are the other integration tests' own: a fresh database on the
-session PostgreSQL 17 (tests/servers/postgresql.py) and the AWS stand-in (moto with the
-project's lifecycle rules, tests/integration/aws/moto_compat.py, default durations: a
-group is `creating` for 3 s, `modifying` 2 s, `deleting` 2 s).
+on a copy of the tracked files (copy_collection, which tests/static's sanity test uses too),
+with the collections our targets use linked beside it, and writes the server's connection
+settings (password included) into the copy's integration_config.yml (0600, in the test's
+tmp_path: never in the repository). The servers are the other integration tests' own: a
+fresh database on the session PostgreSQL 17 (tests/servers/postgresql.py) and the AWS
+stand-in (moto with the project's lifecycle rules, tests/integration/aws/moto_compat.py,
+default durations: a group is `creating` for 3 s, `modifying` 2 s, `deleting` 2 s).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,8 +33,8 @@ from tests.servers.postgresql import (  # noqa: F401  # pylint: disable=unused-i
     postgresql_database,
     postgresql_server,
 )
+from tests.static.test_collection import copy_collection, run
 
-ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 # What the targets use besides this collection (community.postgresql's postgresql_query;
@@ -44,35 +42,14 @@ PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 DEPENDENCIES = ("amazon/aws", "community/aws", "community/postgresql")
 
 
-def tracked_files() -> list[str]:
-    listing = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return [f for f in listing.stdout.split("\0") if f and (ROOT / f).exists()]
-
-
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the collection at <tmp>/ansible_collections/cachestack/aws."""
-    tmp = tmp_path_factory.mktemp("ansible-test")
-    copy = tmp / "ansible_collections" / "cachestack" / "aws"
-    for name in tracked_files():
-        if name.startswith("tests/integration/integration_config.yml"):
-            continue
-        target = copy / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target, follow_symlinks=False)
-    import ansible_collections.amazon.aws as amazon_aws
-
-    bundled = Path(amazon_aws.__path__[0]).parents[1]
-    for dep in DEPENDENCIES:
-        (tmp / "ansible_collections" / dep).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / "ansible_collections" / dep).symlink_to(bundled / dep)
-    return copy
+    return copy_collection(
+        tmp_path_factory.mktemp("ansible-test"),
+        DEPENDENCIES,
+        skip=("tests/integration/integration_config.yml",),
+    )
 
 
 def ansible_test_integration(copy: Path, target: str, variables: dict[str, object]) -> None:
@@ -88,17 +65,12 @@ def ansible_test_integration(copy: Path, target: str, variables: dict[str, objec
         "ANSIBLE_COLLECTIONS_PATH": str(copy.parents[2]),
         "LANG": "C.UTF-8",
     }
-    result = subprocess.run(
-        [
-            *(VENV_BIN / "ansible-test", "integration", "--local", "--python", PYTHON_VERSION),
-            *("--color", "no", "-v", target),
-        ],
+    result = run(
+        *(VENV_BIN / "ansible-test", "integration", "--local", "--python", PYTHON_VERSION),
+        *("--color", "no", "-v", target),
         cwd=copy,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=600,
-        check=False,
     )
     config.unlink()
     output = result.stdout + result.stderr

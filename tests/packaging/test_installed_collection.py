@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.moto import free_port
+from tests.static.test_collection import assert_clean, bundled_collections, run
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -53,37 +53,10 @@ class Installed:
     workdir: Path
 
 
-def run(argv: list[str | Path], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600):
-    return subprocess.run(
-        [str(a) for a in argv],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def assert_clean(result: subprocess.CompletedProcess) -> None:
-    output = f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
-    assert result.returncode == 0, f"{result.args}:\n{output}"
-
-
-def bundled_collections() -> Path:
-    """The site-packages folder that holds the `ansible` package's ansible_collections."""
-    import ansible_collections.amazon.aws as amazon_aws
-
-    return Path(amazon_aws.__path__[0]).parents[2]
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     tmp = tmp_path_factory.mktemp("packaging")
-    built = run(
-        [VENV_BIN / "ansible-galaxy", "collection", "build", "--output-path", tmp / "dist"],
-        cwd=ROOT,
-    )
+    built = run(VENV_BIN / "ansible-galaxy", "collection", "build", "--output-path", tmp / "dist")
     assert_clean(built)
     [tarball] = list((tmp / "dist").glob("cachestack-aws-*.tar.gz"))
     with tarfile.open(tarball) as tar:
@@ -94,12 +67,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     home.mkdir()
     config = tmp / "ansible.cfg"
     config.write_text("")
+    site_packages = bundled_collections().parent  # a collections path: holds ansible_collections
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "HOME": str(home),
         "ANSIBLE_CONFIG": str(config),
-        "ANSIBLE_COLLECTIONS_PATH": f"{tmp / 'collections'}{os.pathsep}{bundled_collections()}",
+        "ANSIBLE_COLLECTIONS_PATH": f"{tmp / 'collections'}{os.pathsep}{site_packages}",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
     }
@@ -112,11 +86,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         }:
             del env[name]
     # Offline: the dependencies are the `ansible` package's bundled collections.
-    install = run(
-        [*GALAXY_INSTALL, "-p", tmp / "collections", tarball],
-        cwd=workdir,
-        env=env,
-    )
+    install = run(*GALAXY_INSTALL, "-p", tmp / "collections", tarball, cwd=workdir, env=env)
     assert_clean(install)
     yield Installed(
         tarball=tarball,
@@ -184,10 +154,8 @@ def test_shared_settings_reach_the_playbooks_of_the_installed_collection(
         "all:\n  children:\n    sandbox_controller:\n      hosts:\n        localhost:\n"
     )
     shown = run(
-        [
-            *(VENV_BIN / "ansible-inventory", "--host", "localhost", "-i", inventory),
-            *("--playbook-dir", installed.collection / "playbooks"),
-        ],
+        *(VENV_BIN / "ansible-inventory", "--host", "localhost", "-i", inventory),
+        *("--playbook-dir", installed.collection / "playbooks"),
         cwd=installed.workdir,
         env=installed.env,
     )
@@ -205,10 +173,8 @@ def test_shared_settings_reach_the_playbooks_of_the_installed_collection(
 @pytest.mark.parametrize("playbook", ["site", "provision", "configure", "teardown"])
 def test_playbooks_run_by_fqcn(installed: Installed, playbook: str) -> None:
     result = run(
-        [
-            *(VENV_BIN / "ansible-playbook", "--syntax-check", f"cachestack.aws.{playbook}"),
-            *("-i", installed.collection / "inventory/sandbox"),
-        ],
+        *(VENV_BIN / "ansible-playbook", "--syntax-check", f"cachestack.aws.{playbook}"),
+        *("-i", installed.collection / "inventory/sandbox"),
         cwd=installed.workdir,
         env=installed.env,
     )
@@ -217,9 +183,9 @@ def test_playbooks_run_by_fqcn(installed: Installed, playbook: str) -> None:
 
 def docker_names(kind: str) -> set[str]:
     if kind == "network":
-        listed = run(["docker", "network", "ls", "--format", "{{.Name}}"], cwd=ROOT)
+        listed = run("docker", "network", "ls", "--format", "{{.Name}}")
     else:
-        listed = run(["docker", "ps", "--all", "--format", "{{.Names}}"], cwd=ROOT)
+        listed = run("docker", "ps", "--all", "--format", "{{.Names}}")
     assert_clean(listed)
     return set(listed.stdout.split())
 
@@ -231,10 +197,8 @@ def test_site_plans_a_new_sandbox_from_the_installed_collection(installed: Insta
     )
     settings = {**NAMES, "sandbox_hosts_published_port": free_port()}
     result = run(
-        [
-            *(VENV_BIN / "ansible-playbook", "cachestack.aws.site", "--check"),
-            *("-i", installed.collection / "inventory/sandbox", "-e", json.dumps(settings)),
-        ],
+        *(VENV_BIN / "ansible-playbook", "cachestack.aws.site", "--check"),
+        *("-i", installed.collection / "inventory/sandbox", "-e", json.dumps(settings)),
         cwd=installed.workdir,
         env=installed.env,
         timeout=300,

@@ -27,10 +27,15 @@ GET_PIP_CACHE = Path(".ansible/test/cache/get_pip_24_2.py")
 DEPENDENCIES = ("amazon/aws", "community/aws", "community/docker", "community/postgresql")
 
 
-def run(*argv: str | Path, cwd: Path = ROOT, timeout: int = 900) -> subprocess.CompletedProcess:
+def run(
+    *argv: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    """Run a tool to completion (its output captured); the packaging and ansible-test
+    targets tests run theirs with it too."""
     return subprocess.run(
         [str(a) for a in argv],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -39,13 +44,41 @@ def run(*argv: str | Path, cwd: Path = ROOT, timeout: int = 900) -> subprocess.C
 
 
 def assert_clean(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"{result.args[0]} failed:\n{result.stdout}\n{result.stderr}"
+    """The tool exited 0; else fail with its command and the ends of its output."""
+    output = f"{result.stdout[-20000:]}\n{result.stderr[-6000:]}"
+    assert result.returncode == 0, f"{result.args} failed ({result.returncode}):\n{output}"
 
 
 def tracked_files() -> list[str]:
     listing = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     assert_clean(listing)
     return [f for f in listing.stdout.split("\0") if f and (ROOT / f).exists()]
+
+
+def bundled_collections() -> Path:
+    """The ansible_collections folder of the `ansible` package (amazon.aws and the rest)."""
+    import ansible_collections.amazon.aws as amazon_aws
+
+    return Path(amazon_aws.__path__[0]).parents[1]
+
+
+def copy_collection(tmp: Path, dependencies: tuple[str, ...], skip: tuple[str, ...] = ()) -> Path:
+    """A copy of the tracked files (but those starting with one of ``skip``) at
+    <tmp>/ansible_collections/cachestack/aws, where ansible-test wants the collection (it
+    resolves symlinks, so not a link to the checkout), with the ``dependencies`` (such as
+    "amazon/aws") linked beside it from :func:`bundled_collections`."""
+    collections = tmp / "ansible_collections"
+    copy = collections / "cachestack" / "aws"
+    for name in tracked_files():
+        if name.startswith(skip):
+            continue
+        target = copy / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target, follow_symlinks=False)
+    for dep in dependencies:
+        (collections / dep).parent.mkdir(parents=True, exist_ok=True)
+        (collections / dep).symlink_to(bundled_collections() / dep)
+    return copy
 
 
 def test_yamllint() -> None:
@@ -98,36 +131,18 @@ def test_galaxy_build_is_small_and_installs(tmp_path: Path) -> None:
 
 
 def test_ansible_test_sanity(tmp_path: Path) -> None:
-    # ansible-test wants the checkout at .../ansible_collections/cachestack/aws and
-    # resolves symlinks, so it runs on a copy of the tracked files.
-    collections = tmp_path / "ansible_collections"
-    copy = collections / "cachestack" / "aws"
-    for name in tracked_files():
-        target = copy / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target, follow_symlinks=False)
-    bundled = Path(
-        run(
-            sys.executable, "-c", "import ansible_collections.amazon.aws as m;print(m.__path__[0])"
-        ).stdout.strip()
-    ).parents[1]
-    for dep in DEPENDENCIES:
-        (collections / dep).parent.mkdir(parents=True, exist_ok=True)
-        (collections / dep).symlink_to(bundled / dep)
+    copy = copy_collection(tmp_path, DEPENDENCIES)
     # The offline get-pip stand-in goes into a HOME of the test's own, not the user's
     # ~/.ansible, where it would replace a real cached copy.
     home = tmp_path / "home"
     (home / GET_PIP_CACHE).parent.mkdir(parents=True)
     shutil.copyfile(GET_PIP_STAND_IN, home / GET_PIP_CACHE)
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(tmp_path), "HOME": str(home)}
-    result = subprocess.run(
-        [str(VENV_BIN / "ansible-test"), "sanity", "--local", "--python", "3.11", "--color", "no"],
+    result = run(
+        *(VENV_BIN / "ansible-test", "sanity", "--local", "--python", "3.11", "--color", "no"),
         cwd=copy,
-        capture_output=True,
-        text=True,
-        timeout=1800,
         env=env,
-        check=False,
+        timeout=1800,
     )
     assert_clean(result)
     assert not (copy / "tests/sanity").exists(), "sanity must pass without ignore files"
