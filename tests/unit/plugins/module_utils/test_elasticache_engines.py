@@ -94,69 +94,100 @@ def test_a_consistent_request_has_no_problem() -> None:
     assert problems(engine="valkey", engine_version="8.2", cache_parameter_group_name="mine") == ""
 
 
-def test_valkey_with_a_redis_default_group_is_refused() -> None:
-    said = problems(
-        engine="valkey",
-        engine_version="8.2",
-        cluster_mode="enabled",
-        cache_parameter_group_name="default.redis7.cluster.on",
-    )
-    assert "cache_parameter_group_name=default.redis7.cluster.on is a redis7 group" in said
-    assert "engine=valkey engine_version=8.2 needs family valkey8" in said
-    assert "use default.valkey8.cluster.on, or leave cache_parameter_group_name unset" in said
-
-
-def test_valkey_without_a_version_and_a_redis_default_group_is_refused() -> None:
-    said = problems(engine="valkey", cache_parameter_group_name="default.redis7.cluster.on")
-    assert "is a redis7 group, which engine=valkey cannot use" in said
-
-
-def test_redis_with_a_valkey_version_is_refused() -> None:
-    said = problems(engine="redis", engine_version="8.2", cluster_mode="enabled")
-    assert "engine_version=8.2 is not a version of engine=redis" in said
-    assert "Redis OSS ends at 7.1" in said
-    assert "Valkey 8.2 is engine=valkey" in said
-
-
-def test_valkey_with_a_redis_only_version_is_refused() -> None:
-    assert "engine_version=7.1 is not a version of engine=valkey" in problems(
-        engine="valkey", engine_version="7.1"
-    )
-
-
-def test_a_default_group_of_another_version_family_is_refused() -> None:
-    said = problems(
-        engine="valkey",
-        engine_version="9.0",
-        cluster_mode="enabled",
-        cache_parameter_group_name="default.valkey8.cluster.on",
-    )
-    assert "is a valkey8 group, but engine=valkey engine_version=9.0 needs family valkey9" in said
-    assert "use default.valkey9.cluster.on" in said
-
-
-def test_cluster_mode_with_a_default_group_without_cluster_on_is_refused() -> None:
-    said = problems(
-        engine="valkey",
-        engine_version="8.2",
-        cluster_mode="enabled",
-        cache_parameter_group_name="default.valkey8",
-    )
-    assert "cluster_mode=enabled needs a parameter group with cluster-enabled yes" in said
-    assert "use default.valkey8.cluster.on" in said
-
-
-def test_cluster_mode_of_the_running_group_counts() -> None:
-    current = {"engine": "valkey", "engine_version": "8.2.0", "cluster_mode": "enabled"}
-    said = problems(current, cache_parameter_group_name="default.valkey8")
-    assert "cluster_mode=enabled needs a parameter group with cluster-enabled yes" in said
-
-
-def test_valkey_back_to_redis_is_refused() -> None:
-    current = {"engine": "valkey", "engine_version": "8.2.0", "cluster_mode": "enabled"}
-    said = problems(current, engine="redis", engine_version="7.1")
-    assert "cannot change Valkey back to Redis OSS" in said
-    assert "Keep engine=valkey" in said
+@pytest.mark.parametrize(
+    ("current", "params", "says"),
+    [
+        pytest.param(
+            None,
+            {
+                "engine": "valkey",
+                "engine_version": "8.2",
+                "cluster_mode": "enabled",
+                "cache_parameter_group_name": "default.redis7.cluster.on",
+            },
+            [
+                "cache_parameter_group_name=default.redis7.cluster.on is a redis7 group",
+                "engine=valkey engine_version=8.2 needs family valkey8",
+                "use default.valkey8.cluster.on, or leave cache_parameter_group_name unset",
+            ],
+            id="valkey-with-a-redis-default-group",
+        ),
+        pytest.param(
+            None,
+            {"engine": "valkey", "cache_parameter_group_name": "default.redis7.cluster.on"},
+            ["is a redis7 group, which engine=valkey cannot use"],
+            id="valkey-without-a-version-and-a-redis-default-group",
+        ),
+        pytest.param(
+            None,
+            {"engine": "redis", "engine_version": "8.2", "cluster_mode": "enabled"},
+            [
+                "engine_version=8.2 is not a version of engine=redis",
+                "Redis OSS ends at 7.1",
+                "Valkey 8.2 is engine=valkey",
+            ],
+            id="redis-with-a-valkey-version",
+        ),
+        pytest.param(
+            None,
+            {"engine": "valkey", "engine_version": "7.1"},
+            ["engine_version=7.1 is not a version of engine=valkey"],
+            id="valkey-with-a-redis-only-version",
+        ),
+        pytest.param(
+            None,
+            {
+                "engine": "valkey",
+                "engine_version": "9.0",
+                "cluster_mode": "enabled",
+                "cache_parameter_group_name": "default.valkey8.cluster.on",
+            },
+            [
+                "is a valkey8 group, but engine=valkey engine_version=9.0 needs family valkey9",
+                "use default.valkey9.cluster.on",
+            ],
+            id="a-default-group-of-another-version-family",
+        ),
+        pytest.param(
+            None,
+            {
+                "engine": "valkey",
+                "engine_version": "8.2",
+                "cluster_mode": "enabled",
+                "cache_parameter_group_name": "default.valkey8",
+            },
+            [
+                "cluster_mode=enabled needs a parameter group with cluster-enabled yes",
+                "use default.valkey8.cluster.on",
+            ],
+            id="cluster-mode-with-a-default-group-without-cluster-on",
+        ),
+        pytest.param(
+            {"engine": "valkey", "engine_version": "8.2.0", "cluster_mode": "enabled"},
+            {"cache_parameter_group_name": "default.valkey8"},
+            ["cluster_mode=enabled needs a parameter group with cluster-enabled yes"],
+            id="cluster-mode-of-the-running-group-counts",
+        ),
+        pytest.param(
+            {"engine": "valkey", "engine_version": "8.2.0", "cluster_mode": "enabled"},
+            {"engine": "redis", "engine_version": "7.1"},
+            ["cannot change Valkey back to Redis OSS", "Keep engine=valkey"],
+            id="valkey-back-to-redis",
+        ),
+        pytest.param(
+            {"engine": "redis", "engine_version": "7.1.0"},
+            {"engine": "valkey"},
+            ["needs engine_version in the same request"],
+            id="an-engine-change-needs-its-version",
+        ),
+    ],
+)
+def test_a_request_aws_would_refuse_is_refused(
+    current: dict[str, Any] | None, params: dict[str, Any], says: list[str]
+) -> None:
+    said = problems(current, **params)
+    for part in says:
+        assert part in said
 
 
 def test_a_downgrade_is_refused() -> None:
@@ -173,11 +204,6 @@ def test_redis_to_valkey_is_not_a_downgrade() -> None:
     current = {"engine": "redis", "engine_version": "7.1.0", "cluster_mode": "enabled"}
     assert problems(current, engine="valkey", engine_version="8.2") == ""
     assert problems(current, engine="valkey", engine_version="7.2") == ""
-
-
-def test_an_engine_change_needs_its_version() -> None:
-    current = {"engine": "redis", "engine_version": "7.1.0"}
-    assert "needs engine_version in the same request" in problems(current, engine="valkey")
 
 
 @pytest.mark.parametrize(

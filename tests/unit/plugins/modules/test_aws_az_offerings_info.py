@@ -4,7 +4,10 @@ the module sends, checked against botocore's service models by its Stubber."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -22,6 +25,17 @@ from ansible_collections.cachestack.aws.plugins.modules import (  # noqa: E402
 )
 
 ZONES = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1e"]
+
+
+@contextmanager
+def stubbed(service: str) -> Iterator[tuple[Any, Stubber]]:
+    """A client of the service behind botocore's Stubber; every queued answer must be used."""
+    client = boto3.client(
+        service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    with Stubber(client) as stub:
+        yield client, stub
+        stub.assert_no_pending_responses()
 
 
 def test_common_zones_are_those_offering_everything_sorted() -> None:
@@ -84,10 +98,7 @@ def test_rds_zones_keep_in_vpc_options_of_the_version() -> None:
 
 
 def test_instance_type_zones_asks_ec2_by_availability_zone() -> None:
-    ec2 = boto3.client(
-        "ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
-    with Stubber(ec2) as stub:
+    with stubbed("ec2") as (ec2, stub):
         stub.add_response(
             "describe_instance_type_offerings",
             {
@@ -106,14 +117,10 @@ def test_instance_type_zones_asks_ec2_by_availability_zone() -> None:
             },
         )
         assert module.instance_type_zones(ec2, "t3.micro") == {"us-east-1a", "us-east-1b"}
-        stub.assert_no_pending_responses()
 
 
 def test_db_class_zones_asks_rds_for_the_class_in_a_vpc() -> None:
-    rds = boto3.client(
-        "rds", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
-    with Stubber(rds) as stub:
+    with stubbed("rds") as (rds, stub):
         stub.add_response(
             "describe_orderable_db_instance_options",
             {
@@ -133,4 +140,3 @@ def test_db_class_zones_asks_rds_for_the_class_in_a_vpc() -> None:
             "us-east-1b",
             "us-east-1c",
         }
-        stub.assert_no_pending_responses()
