@@ -108,9 +108,7 @@ class Migrate:
         }
         if environment:
             task["environment"] = environment
-        play = [{"name": "Migrate", "hosts": "localhost", "gather_facts": False, "tasks": [task]}]
-        playbook = self.tmp / f"play{self._n}.yml"
-        playbook.write_text(json.dumps(play, indent=2))
+        playbook = localhost_play.write_play(self.tmp / f"play{self._n}.yml", [task])
         options = ["-e", f"@{self.vars_file}", *(["--check"] * check), *(["--diff"] * diff)]
         cmd = localhost_play.command(playbook, *options)
         env = localhost_play.environment(json_output=True)

@@ -5,15 +5,23 @@ from __future__ import annotations
 from .conftest import Migrate
 
 
+def apply_alone(migrate: Migrate, name: str, statements: str) -> None:
+    """Write one no-transaction file of these statements and apply it: it must succeed."""
+    migrate.write(name, "-- cachestack:no-transaction\n" + statements)
+    run = migrate.run_module()
+    assert run.rc == 0, run.msg
+    assert run.applied == ["1"]
+
+
 def test_a_no_transaction_file_splits_as_the_server_reads_it(migrate: Migrate) -> None:
     """The splitter's hard cases, run statement by statement against the real server.
 
     A wrong split sends the server half a statement: a syntax error, or (for the rule) a
     rule with one action and a stray INSERT that fails.
     """
-    migrate.write(
+    apply_alone(
+        migrate,
         "V1__tricky.sql",
-        "-- cachestack:no-transaction\n"
         'CREATE TABLE "t;1" (v text); -- a; comment\n'
         "CREATE TABLE log (v text);\n"
         "/* a; /* nested; */ comment; */\n"
@@ -25,9 +33,6 @@ def test_a_no_transaction_file_splits_as_the_server_reads_it(migrate: Migrate) -
         " LANGUAGE plpgsql;\n"
         'INSERT INTO "t;1" SELECT g()\n',
     )
-    run = migrate.run_module()
-    assert run.rc == 0, run.msg
-    assert run.applied == ["1"]
     assert migrate.query('SELECT v FROM "t;1" ORDER BY v') == [
         ("a;'b",),
         ("c';d",),
@@ -45,15 +50,12 @@ def test_a_continued_escape_string_stays_one_statement(migrate: Migrate) -> None
     there). A -- comment may sit between the two parts, before the newline. No parentheses
     around the values: a ; inside them would not split in any case.
     """
-    migrate.write(
+    apply_alone(
+        migrate,
         "V1__continued.sql",
-        "-- cachestack:no-transaction\n"
         "CREATE TABLE t (v text);\n"
         "INSERT INTO t SELECT E'a'\n'\\';b';\n"
         "INSERT INTO t SELECT E'c' -- a comment; with a semicolon\n  '\\';d';\n"
         "INSERT INTO t SELECT 'e'\n'f;''g';\n",
     )
-    run = migrate.run_module()
-    assert run.rc == 0, run.msg
-    assert run.applied == ["1"]
     assert migrate.query("SELECT v FROM t ORDER BY v") == [("a';b",), ("c';d",), ("ef;'g",)]
