@@ -41,6 +41,15 @@ def node_groups(client: Any) -> dict[str, int]:
     return {ng["NodeGroupId"]: len(ng["NodeGroupMembers"]) - 1 for ng in group["NodeGroups"]}
 
 
+def add_replicas(client: Any, node_group: str, count: int) -> None:
+    """IncreaseReplicaCount of one node group, outside the module: shards made uneven."""
+    client.increase_replica_count(
+        ReplicationGroupId=GROUP_ID,
+        ApplyImmediately=True,
+        ReplicaConfiguration=[{"NodeGroupId": node_group, "NewReplicaCount": count}],
+    )
+
+
 def member_clusters(client: Any) -> set[str]:
     group = describe(client) or {}
     listed = set(group["MemberClusters"])
@@ -140,11 +149,7 @@ def test_reshard_of_a_group_with_uneven_shards(
     client = standin_elasticache
     two = dict(GROUP_ARGS, num_node_groups=2)
     ok(run_standin_play(Step(two)))
-    client.increase_replica_count(
-        ReplicationGroupId=GROUP_ID,
-        ApplyImmediately=True,
-        ReplicaConfiguration=[{"NodeGroupId": "0001", "NewReplicaCount": 2}],
-    )
+    add_replicas(client, "0001", 2)
     assert node_groups(client) == {"0001": 2, "0002": 1}
 
     # 2 -> 1 shard at 2 replicas: 0002 goes, 0001 already has 2: one call only.
@@ -160,11 +165,7 @@ def test_reshard_of_a_group_with_uneven_shards(
         ReplicationGroupId=GROUP_ID, ApplyImmediately=True, NewReplicaCount=1
     )
     ok(run_standin_play(Step(dict(GROUP_ARGS, num_node_groups=2))))
-    client.increase_replica_count(
-        ReplicationGroupId=GROUP_ID,
-        ApplyImmediately=True,
-        ReplicaConfiguration=[{"NodeGroupId": "0002", "NewReplicaCount": 2}],
-    )
+    add_replicas(client, "0002", 2)
     assert node_groups(client) == {"0001": 1, "0002": 2}
     three_by_two = dict(GROUP_ARGS, num_node_groups=3, replicas_per_node_group=2)
     grown, rerun = ok(run_standin_play(Step(three_by_two), Step(three_by_two)))
