@@ -16,9 +16,10 @@ the conftest's namespace)::
 ``moto_server`` is session-scoped: one ``moto_server`` process (``.venv/bin/moto_server``,
 or the one beside the running Python) serves the whole test session on
 ``http://127.0.0.1:<free port>`` and is stopped at the end. ``reset_moto(url)`` empties it
-(``POST /moto-api/reset``). ``aws_env(url)`` gives the environment a subprocess such as
-``ansible-playbook`` needs: fake credentials, region us-east-1, ``AWS_URL`` for amazon.aws
-inventory plugins, and no profile or config file from the user's home.
+(``POST /moto-api/reset``). ``aws_client(url, service)`` is a boto3 client on it.
+``aws_env(url)`` gives the environment a subprocess such as ``ansible-playbook`` needs: fake
+credentials, region us-east-1, ``AWS_URL`` for amazon.aws inventory plugins, and no profile
+or config file from the user's home.
 
 (The pylint comment keeps ``ansible-test sanity``'s pylint quiet about the fixture import,
 which it cannot see is used by name.) A missing ``moto_server`` binary, or one that does not
@@ -37,6 +38,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,6 +155,20 @@ def aws_env(url: str, base: dict[str, str] | None = None) -> dict[str, str]:
         }
     )
     return env
+
+
+def aws_client(url: str, service: str, keys: dict[str, str] | None = None) -> Any:
+    """A boto3 client of ``service`` on the moto server at ``url``, with the fake
+    credentials (or ``keys``' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) in us-east-1."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=(keys or {}).get("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY),
+        aws_secret_access_key=(keys or {}).get("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from tests import localhost_play
 from tests.integration.aws.conftest import COMPAT
 from tests.servers.moto import (  # noqa: F401  # pylint: disable=unused-import
     REGION,
+    aws_client,
     aws_env,
     free_port,
     moto_server,
@@ -72,21 +72,10 @@ def moto(moto_server: str) -> Iterator[str]:  # noqa: F811
     yield moto_server
 
 
-def _elasticache_client(url: str) -> Any:
-    env = aws_env(url)
-    return boto3.client(
-        "elasticache",
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
 @pytest.fixture
 def elasticache(moto: str) -> Any:
     """A boto3 ElastiCache client on the moto server, for assertions."""
-    return _elasticache_client(moto)
+    return aws_client(moto, "elasticache")
 
 
 def _runner(url: str, tmp_path: Path, prefix: str) -> Callable[..., PlayRun]:
@@ -156,7 +145,7 @@ def standin(standin_server: str) -> str:
 @pytest.fixture
 def standin_elasticache(standin: str) -> Any:
     """A boto3 ElastiCache client on the stand-in, for assertions."""
-    return _elasticache_client(standin)
+    return aws_client(standin, "elasticache")
 
 
 @pytest.fixture
