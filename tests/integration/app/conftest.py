@@ -87,8 +87,9 @@ def ini(
     postgresql: dict[str, Any] | None = None,
     redis_extra: dict[str, Any] | None = None,
     cluster: bool = False,
+    cache: dict[str, Any] | None = None,
 ) -> str:
-    """INI text for the app pointing at the given servers."""
+    """INI text for the app pointing at the given servers; ``cache``: more [cache] keys."""
     pg_values: dict[str, Any] = {
         "host": pg.host,
         "port": pg.port,
@@ -113,7 +114,9 @@ def ini(
     lines += [f"{k} = {v}" for k, v in pg_values.items() if v is not None]
     lines += ["", "[redis]"]
     lines += [f"{k} = {v}" for k, v in redis_values.items() if v is not None]
-    lines += ["", "[cache]", f"ttl = {ttl}", ""]
+    lines += ["", "[cache]", f"ttl = {ttl}"]
+    lines += [f"{k} = {v}" for k, v in (cache or {}).items()]
+    lines += [""]
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -45,17 +46,42 @@ def test_cached_value_is_versioned_with_ttl(app_db, clean_redis, make_app):
     assert client.get("/").headers["X-Cache"] == "MISS"
     redis = clean_redis.client()
     keys = [k.decode() for k in redis.keys("*")]
-    assert keys == ["cachestack:{slow_version}:v1"], keys  # the lock is released
+    assert keys == ["cachestack:{slow_version}:v2"], keys  # the lock is released
+    # Redis keeps it fresh (the TTL less a jitter of at most 10%) and stale_ttl more
+    # (by default twice the TTL); the value says until when it is fresh.
     ttl_ms = redis.pttl(keys[0])
-    assert 89_000 <= ttl_ms <= 100_000  # TTL less a jitter of at most 10%
+    assert 89_000 + 200_000 <= ttl_ms <= 100_000 + 200_000
+    value = json.loads(redis.get(keys[0]))
+    assert 89 <= value["fresh_until"] - value["cached_at"] <= 100
+    assert value["query_seconds"] >= SLOW_SECONDS
 
 
-def test_ttl_expiry(app_db, clean_redis, make_app):
-    _app, client = make_app(ini(app_db, clean_redis, ttl=1))
+def test_ttl_expiry_without_stale_serving(app_db, clean_redis, make_app):
+    # stale_ttl = 0: after the TTL nothing is served, the next request waits for the query.
+    _app, client = make_app(ini(app_db, clean_redis, ttl=1, cache={"stale_ttl": 0, "beta": 0}))
+    assert client.get("/").headers["X-Cache"] == "MISS"
+    assert client.get("/").headers["X-Cache"] == "HIT"
+    assert 900 <= clean_redis.client().pttl("cachestack:{slow_version}:v2") <= 1000
+    time.sleep(1.1)
+    assert client.get("/").headers["X-Cache"] == "MISS"
+    assert slow_calls(app_db) == 2
+
+
+def test_ttl_expiry_serves_stale_then_the_refreshed_value(app_db, clean_redis, make_app):
+    # By default, past the TTL the old value is served at once while one refresh runs.
+    _app, client = make_app(ini(app_db, clean_redis, ttl=1, cache={"beta": 0}))
     assert client.get("/").headers["X-Cache"] == "MISS"
     assert client.get("/").headers["X-Cache"] == "HIT"
     time.sleep(1.1)
-    assert client.get("/").headers["X-Cache"] == "MISS"
+    stale = client.get("/")
+    assert stale.headers["X-Cache"] == "STALE"
+    assert int(stale.headers["Age"]) >= 1
+    deadline = time.monotonic() + 5
+    while (page := client.get("/")).headers["X-Cache"] != "HIT":
+        assert page.headers["X-Cache"] == "STALE", page.headers
+        assert time.monotonic() < deadline, "the refresh never stored a fresh value"
+        time.sleep(0.05)
+    assert int(page.headers["Age"]) == 0
     assert slow_calls(app_db) == 2
 
 
@@ -181,7 +207,7 @@ def test_redis_tls_with_password(app_db, redis_tls_server, make_app):
     _app, client = make_app(ini(app_db, redis_tls_server))
     assert client.get("/").headers["X-Cache"] == "MISS"
     assert client.get("/").headers["X-Cache"] == "HIT"
-    assert redis_tls_server.client().exists("cachestack:{slow_version}:v1") == 1
+    assert redis_tls_server.client().exists("cachestack:{slow_version}:v2") == 1
 
 
 def test_redis_tls_verifies_the_certificate_by_default(app_db, redis_tls_server, make_app):
@@ -228,7 +254,7 @@ def test_redis_cluster_with_tls_and_auth(app_db, redis_cluster, make_app):
     _app, client = make_app(ini(app_db, redis_cluster, cluster=True))
     assert client.get("/").headers["X-Cache"] == "MISS"
     assert client.get("/").headers["X-Cache"] == "HIT"
-    assert redis_cluster.client().exists("cachestack:{slow_version}:v1") == 1
+    assert redis_cluster.client().exists("cachestack:{slow_version}:v2") == 1
     assert slow_calls(app_db) == 1
 
 

@@ -33,7 +33,7 @@ def test_the_app_caches_in_a_redis_oss_8_cluster(app_db, redis_oss_cluster, guni
     second = get(server.url + "/")
     assert second.status == 200 and second.headers["X-Cache"] == "HIT"
     assert slow_calls(app_db) == 1
-    assert redis_oss_cluster.client().exists("cachestack:{slow_version}:v1") == 1
+    assert redis_oss_cluster.client().exists("cachestack:{slow_version}:v2") == 1
 
     ready = get(server.url + "/healthz/ready")
     assert ready.status == 200, ready.body
