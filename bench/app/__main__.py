@@ -3,7 +3,7 @@
 One command, from the repository root::
 
     .venv/bin/python -m bench.app [--rounds 3] [--duration 6] [--slow-seconds 5]
-        [--worker-class gthread]
+        [--worker-class gthread] [--local-ttl 1] [--cliff-ttl 2] [--cliff-seconds 20]
 
 Starts PostgreSQL 17 and Valkey 8 on loopback (the test fixtures' helpers: Debian 13's servers
 in containers of the servers image, bound to 127.0.0.1), then both apps under
@@ -13,8 +13,15 @@ with wrk on 127.0.0.1 (``-t2 -c16 -d6s``, warm cache) and prints requests/s, p50
 per round, the medians and their ratio, and the stampede figure: how many times PostgreSQL
 ran the slow query for 50 concurrent cold requests (counted inside PostgreSQL).
 A third app, the floor (``bench/app/floor.py``: a static page, no Redis, no database),
-runs in the same rounds to show the best p99 gunicorn itself gives on this machine.
-Figures, not pass/fail.
+runs in the same rounds to show the best p99 gunicorn itself gives on this machine, and
+our app a second time with its near cache on (``[cache] local_ttl``): each app's hit
+throughput is also given as a share of the floor's in the same rounds.
+
+Then the expiry cliff: each app again (ours with its defaults: stale_ttl, XFetch), with a
+short TTL (``--cliff-ttl``, 2 s) over a query of ``--cliff-slow-seconds`` (1.5 s), under a
+steady load of ``--cliff-connections`` kept-alive connections for ``--cliff-seconds``
+(several expiries) after the first fill; it counts the requests that waited at least one
+second, with p99, the maximum and the slow queries PostgreSQL ran. Figures, not pass/fail.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +53,14 @@ WORKER_CLASS = "gthread_fair.ThreadWorker"  # the app role's; importable from AP
 TARGET_RATIO = 1.3
 TARGET_P99_MS = 12.0
 FLOOR = "floor (static)"
+OURS = "cachestack_app"
+NEAR = "cachestack+near"
+REFERENCE = "flask-caching"
+# Issue 23's goals, as ratios within one run.
+TARGET_NEAR_OFF_VS_REFERENCE = 1.4
+TARGET_NEAR_ON_VS_FLOOR = 0.8
+TARGET_NEAR_P99_VS_FLOOR = 1.5
+WAITED_SECONDS = 1.0
 
 
 @dataclass
@@ -184,6 +200,61 @@ def stampede(url: str, n: int = 50) -> list[int]:
         return list(pool.map(one, range(n)))
 
 
+def cliff_load(url: str, seconds: float, connections: int) -> list[tuple[float, int, str]]:
+    """A steady load: ``connections`` kept-alive connections, each asking for the page
+    about every 20 ms for ``seconds``. Returns (seconds, status, X-Cache) per request."""
+    import http.client
+
+    target = urllib.parse.urlsplit(url)
+    end = time.monotonic() + seconds
+    results: list[tuple[float, int, str]] = []
+    lock = threading.Lock()
+
+    def connection() -> None:
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+        mine: list[tuple[float, int, str]] = []
+        while time.monotonic() < end:
+            start = time.perf_counter()
+            try:
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                resp.read()
+                x_cache = resp.getheader("X-Cache", "")
+                mine.append((time.perf_counter() - start, resp.status, x_cache))
+            except (OSError, http.client.HTTPException):
+                mine.append((time.perf_counter() - start, 0, "error"))
+                conn.close()
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            time.sleep(0.02)
+        conn.close()
+        with lock:
+            results.extend(mine)
+
+    threads = [threading.Thread(target=connection) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def cliff_figures(results: list[tuple[float, int, str]], slow_queries: int) -> dict[str, Any]:
+    latencies = sorted(r[0] for r in results)
+    outcomes: dict[str, int] = {}
+    for _seconds, status, x_cache in results:
+        key = x_cache or str(status)
+        outcomes[key] = outcomes.get(key, 0) + 1
+    return {
+        "requests": len(results),
+        "waited": sum(1 for x in latencies if x >= WAITED_SECONDS),
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "max": latencies[-1] * 1000,
+        "non200": sum(1 for r in results if r[1] != 200),
+        "slow_queries": slow_queries,
+        "outcomes": outcomes,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -192,6 +263,19 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument(
         "--slow-seconds", type=float, default=5.0, help="pg_sleep in slow_version()"
+    )
+    parser.add_argument(
+        "--local-ttl", type=float, default=1.0, help="the near cache's local_ttl (seconds)"
+    )
+    parser.add_argument("--cliff-ttl", type=int, default=2, help="TTL of the expiry cliff run")
+    parser.add_argument(
+        "--cliff-seconds", type=float, default=20.0, help="seconds of load per app, cliff run"
+    )
+    parser.add_argument(
+        "--cliff-slow-seconds", type=float, default=1.5, help="pg_sleep of the cliff run's query"
+    )
+    parser.add_argument(
+        "--cliff-connections", type=int, default=8, help="connections of the cliff run"
     )
     parser.add_argument(
         "--worker-class",
@@ -207,42 +291,53 @@ def main() -> None:
     redis = start_redis()
     apps: list[App] = []
     try:
-        pg.create_database("bench")
-        pg.execute(
-            "CREATE TABLE slow_version_calls (id serial PRIMARY KEY);"
-            "CREATE FUNCTION slow_version() RETURNS text LANGUAGE plpgsql AS $$ BEGIN "
-            "INSERT INTO slow_version_calls DEFAULT VALUES; "
-            f"PERFORM pg_sleep({args.slow_seconds}); RETURN version(); END $$",
-            dbname="bench",
-        )
-        ini = workdir / "app.ini"
-        ini.write_text(
-            f"[postgresql]\nhost = {pg.host}\nport = {pg.port}\ndbname = bench\n"
-            f"user = {pg.user}\npassword = {pg.password}\nsslmode = disable\n\n"
-            f"[redis]\nhost = {redis.host}\nport = {redis.port}\n\n[cache]\nttl = 300\n"
-        )
-        ini.chmod(0o600)
-        metrics_dir = workdir / "metrics"
-        metrics_dir.mkdir()
-        ours = App(
-            "cachestack_app",
-            "cachestack_app:create_app()",
-            APP_DIR,
-            {"CACHESTACK_APP_CONFIG": str(ini), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
-        )
-        reference = App(
-            "flask-caching",
-            "bench.app.reference:create_app()",
-            REPO,
-            {
-                "BENCH_PG_DSN": pg.dsn("bench"),
-                "BENCH_REDIS_HOST": redis.host,
-                "BENCH_REDIS_PORT": str(redis.port),
-                "BENCH_DB_HOST": pg.host,
-            },
-        )
+        for dbname, seconds in (("bench", args.slow_seconds), ("cliff", args.cliff_slow_seconds)):
+            pg.create_database(dbname)
+            pg.execute(
+                "CREATE TABLE slow_version_calls (id serial PRIMARY KEY);"
+                "CREATE FUNCTION slow_version() RETURNS text LANGUAGE plpgsql AS $$ BEGIN "
+                "INSERT INTO slow_version_calls DEFAULT VALUES; "
+                f"PERFORM pg_sleep({seconds}); RETURN version(); END $$",
+                dbname=dbname,
+            )
+
+        def our_app(name: str, dbname: str, cache: str) -> App:
+            ini = workdir / f"{name}.ini"
+            ini.write_text(
+                f"[postgresql]\nhost = {pg.host}\nport = {pg.port}\ndbname = {dbname}\n"
+                f"user = {pg.user}\npassword = {pg.password}\nsslmode = disable\n\n"
+                f"[redis]\nhost = {redis.host}\nport = {redis.port}\n\n[cache]\n{cache}"
+                f"namespace = {name.replace('+', '-')}\n"
+            )
+            ini.chmod(0o600)
+            metrics_dir = workdir / f"metrics-{name}"
+            metrics_dir.mkdir()
+            return App(
+                name,
+                "cachestack_app:create_app()",
+                APP_DIR,
+                {"CACHESTACK_APP_CONFIG": str(ini), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+            )
+
+        def reference_app(name: str, dbname: str, ttl: int) -> App:
+            return App(
+                name,
+                "bench.app.reference:create_app()",
+                REPO,
+                {
+                    "BENCH_PG_DSN": pg.dsn(dbname),
+                    "BENCH_REDIS_HOST": redis.host,
+                    "BENCH_REDIS_PORT": str(redis.port),
+                    "BENCH_DB_HOST": pg.host,
+                    "BENCH_CACHE_TTL": str(ttl),
+                },
+            )
+
+        ours = our_app(OURS, "bench", "ttl = 300\n")
+        near = our_app(NEAR, "bench", f"ttl = 300\nlocal_ttl = {args.local_ttl}\n")
+        reference = reference_app(REFERENCE, "bench", 300)
         floor = App(FLOOR, "bench.app.floor:app", REPO, {})
-        apps = [ours, reference, floor]
+        apps = [ours, near, reference, floor]
         for app in apps:
             app.start(workdir, gunicorn_args(args))
         for app in apps:
@@ -271,11 +366,36 @@ def main() -> None:
                 result = measure(app, args)
                 results[app.name].append(result)
                 print(
-                    f"round {round_no} {app.name:<15} {result['rps']:>9.0f} req/s "
+                    f"round {round_no} {app.name:<16} {result['rps']:>9.0f} req/s "
                     f"p50 {result['p50']:.2f} ms p99 {result['p99']:.2f} ms "
                     f"connections per worker {result['split']}",
                     flush=True,
                 )
+        for app in apps:  # the cliff runs alone on the machine
+            app.stop()
+
+        cliffs: dict[str, dict[str, Any]] = {}
+        print(
+            f"expiry cliff: ttl {args.cliff_ttl} s, pg_sleep({args.cliff_slow_seconds}), "
+            f"{args.cliff_connections} connections for {args.cliff_seconds:g} s",
+            flush=True,
+        )
+        for cliff_app in (
+            our_app(f"{OURS}-cliff", "cliff", f"ttl = {args.cliff_ttl}\n"),
+            reference_app(f"{REFERENCE}-cliff", "cliff", args.cliff_ttl),
+        ):
+            apps.append(cliff_app)
+            cliff_app.start(workdir, gunicorn_args(args))
+            wait_listening(cliff_app)
+            redis.client().flushall()
+            fetch(cliff_app.url)  # the first fill, which waits by design
+            pg.execute("TRUNCATE slow_version_calls", dbname="cliff")
+            load = cliff_load(cliff_app.url, args.cliff_seconds, args.cliff_connections)
+            time.sleep(args.cliff_slow_seconds + 0.5)  # a refresh under way ends
+            count = pg.execute("SELECT count(*) FROM slow_version_calls", dbname="cliff")
+            cliffs[cliff_app.name] = cliff_figures(load, int(count[0][0]))
+            cliff_app.stop()
+            print(f"  {cliff_app.name}: {cliffs[cliff_app.name]}", flush=True)
     finally:
         for app in apps:
             app.stop()
@@ -284,6 +404,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
     print_table(args, results, stampedes, (load_before, os.getloadavg()))
+    print_cliff(args, cliffs)
 
 
 def print_table(
@@ -292,7 +413,7 @@ def print_table(
     stampedes: dict[str, tuple[int, list[int]]],
     loads: tuple[tuple[float, float, float], tuple[float, float, float]],
 ) -> None:
-    ours, ref = results["cachestack_app"], results["flask-caching"]
+    ours, ref = results[OURS], results[REFERENCE]
     ratios = [o["rps"] / r["rps"] for o, r in zip(ours, ref, strict=True)]
     print()
     print(
@@ -332,6 +453,30 @@ def print_table(
         "split: wrk's connections held by each gunicorn worker, sampled half-way through "
         "the run; an uneven split raises p99 whatever the app"
     )
+    floor = results[FLOOR]
+    near = results[NEAR]
+    of_floor = [o["rps"] / f["rps"] for o, f in zip(ours, floor, strict=True)]
+    near_of_floor = [n["rps"] / f["rps"] for n, f in zip(near, floor, strict=True)]
+    near_p99 = [n["p99"] / f["p99"] for n, f in zip(near, floor, strict=True)]
+
+    def rounds(values: list[float]) -> str:
+        each = ", ".join(f"{x:.2f}" for x in values)
+        return f"median {statistics.median(values):.2f} [per round: {each}]"
+
+    print()
+    print("hit throughput as a share of the floor's, same rounds")
+    print(f"  near cache off ({OURS}): {rounds(of_floor)}")
+    print(
+        f"  near cache on ({NEAR}, local_ttl {args.local_ttl:g} s): {rounds(near_of_floor)}"
+        f"  [target >= {TARGET_NEAR_ON_VS_FLOOR}]"
+    )
+    print(
+        f"  near cache off / reference: {ratio:.2f}x  [target >= {TARGET_NEAR_OFF_VS_REFERENCE}x]"
+    )
+    print(
+        f"  near cache on, p99 / the floor's p99: {rounds(near_p99)}"
+        f"  [target <= {TARGET_NEAR_P99_VS_FLOOR}]"
+    )
     print()
     print("stampede: slow queries run by PostgreSQL for 50 concurrent cold requests")
     for name, (count, statuses) in stampedes.items():
@@ -342,6 +487,28 @@ def print_table(
         f"machine: {os.cpu_count()} CPUs, 1-min load average {loads[0][0]:.1f} before, "
         f"{loads[1][0]:.1f} after (other load skews absolute figures; the ratio less so)"
     )
+
+
+def print_cliff(args: argparse.Namespace, cliffs: dict[str, dict[str, Any]]) -> None:
+    print()
+    print(
+        f"expiry cliff: ttl {args.cliff_ttl} s, slow query {args.cliff_slow_seconds:g} s, "
+        f"{args.cliff_connections} connections each asking every 20 ms for "
+        f"{args.cliff_seconds:g} s (about {args.cliff_seconds / args.cliff_ttl:.0f} expiries), "
+        "after the first fill"
+    )
+    header = (
+        f"{'':<22}{'requests':>9}{'waited>=1s':>11}{'p99 ms':>10}{'max ms':>10}"
+        f"{'non-200':>9}{'queries':>9}  X-Cache"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, row in cliffs.items():
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(row["outcomes"].items()))
+        print(
+            f"{name:<22}{row['requests']:>9}{row['waited']:>11}{row['p99']:>10.1f}"
+            f"{row['max']:>10.1f}{row['non200']:>9}{row['slow_queries']:>9}  {outcomes}"
+        )
 
 
 if __name__ == "__main__":

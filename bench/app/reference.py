@@ -1,7 +1,8 @@
 """The reference: what users would reach for instead. Flask + flask-caching's
 ``@cache.cached`` over Redis, the same slow query through a psycopg2 pool, and the same page
 rendered from a compiled Jinja template. Configured from the environment by the benchmark:
-BENCH_PG_DSN, BENCH_REDIS_HOST, BENCH_REDIS_PORT, BENCH_DB_HOST."""
+BENCH_PG_DSN, BENCH_REDIS_HOST, BENCH_REDIS_PORT, BENCH_DB_HOST, and BENCH_CACHE_TTL (seconds,
+default 300; the expiry-cliff run sets a short one)."""
 
 from __future__ import annotations
 
@@ -26,13 +27,14 @@ TEMPLATE = (
 
 def create_app() -> Flask:
     app = Flask("reference")
+    ttl = int(os.environ.get("BENCH_CACHE_TTL", "300"))
     cache = Cache(
         app,
         config={
             "CACHE_TYPE": "RedisCache",
             "CACHE_REDIS_HOST": os.environ["BENCH_REDIS_HOST"],
             "CACHE_REDIS_PORT": int(os.environ["BENCH_REDIS_PORT"]),
-            "CACHE_DEFAULT_TIMEOUT": 300,
+            "CACHE_DEFAULT_TIMEOUT": ttl,
         },
     )
     pool = ThreadedConnectionPool(0, 8, os.environ["BENCH_PG_DSN"])
@@ -40,7 +42,7 @@ def create_app() -> Flask:
     host = os.environ.get("BENCH_DB_HOST", "127.0.0.1")
 
     @app.get("/")
-    @cache.cached(timeout=300)
+    @cache.cached(timeout=ttl)
     def index() -> Response:
         start = time.perf_counter()
         conn = pool.getconn()

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any
 
-from cachestack_app.cache import CACHE_KEY, LOCK_KEY, make_client
+from cachestack_app.cache import cache_key, lock_key, make_client
 from cachestack_app.config import AppConfig, load_config
 
 # flask-caching's key for the cached view of "/" (CACHE_KEY_PREFIX + "view/" + path).
@@ -75,8 +75,10 @@ def create_reference_app() -> Any:
 
 def forget() -> None:
     """Delete both apps' cached pages (and our lock): the next request is cold."""
-    client = make_client(load_config().redis)
-    for key in (CACHE_KEY, LOCK_KEY, REFERENCE_KEY):
+    config = load_config()
+    client = make_client(config.redis)
+    namespace = config.cache.namespace  # the stack's name (app.ini's [cache] namespace)
+    for key in (cache_key(namespace), lock_key(namespace), REFERENCE_KEY):
         client.delete(key)  # one key per call: they live in different cluster slots
     client.close()
 
