@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cachestack_app import metrics
 from cachestack_app.app import COUNTED_METHODS, method_label, site_relative
 
 
@@ -25,3 +26,19 @@ def test_known_methods_by_name_any_other_as_other():
 )
 def test_redirects_keep_to_a_path_on_this_site(location, expected):
     assert site_relative(location) == expected
+
+
+def test_every_outcome_is_counted_and_refresh_labels_are_a_fixed_set():
+    assert set(metrics.OUTCOME_COUNTERS) == {"HIT", "HIT-LOCAL", "STALE", "MISS", "BYPASS"}
+    for counter in (
+        metrics.REFRESHES_STARTED,
+        metrics.REFRESHES_FINISHED,
+        metrics.REFRESHES_FAILED,
+    ):
+        samples = {
+            s.labels["trigger"]
+            for m in counter.collect()
+            for s in m.samples
+            if s.name.endswith("_total")
+        }
+        assert samples == set(metrics.REFRESH_TRIGGERS) == {"stale", "early"}

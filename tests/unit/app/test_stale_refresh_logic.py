@@ -9,7 +9,6 @@ import time
 
 import pytest
 import yaml
-from cachestack_app import metrics
 from cachestack_app.cache import CACHE_KEY, SHAPE_VERSION, cache_key, lock_key
 from cachestack_app.config import MAX_TTL_SECONDS, ConfigError, parse_config
 from cachestack_app.service import Entry, NearCache, xfetch_due
@@ -190,22 +189,3 @@ def test_near_cache_is_bounded():
         near.put(f"k{index}", entry(fresh_until=now + 60), now)
     assert len(near) == 3
     assert [near.get(f"k{i}") is not None for i in (6, 7, 8, 9)] == [False, True, True, True]
-
-
-# -- metrics -------------------------------------------------------------------------------
-
-
-def test_every_outcome_is_counted_and_refresh_labels_are_a_fixed_set():
-    assert set(metrics.OUTCOME_COUNTERS) == {"HIT", "HIT-LOCAL", "STALE", "MISS", "BYPASS"}
-    for counter in (
-        metrics.REFRESHES_STARTED,
-        metrics.REFRESHES_FINISHED,
-        metrics.REFRESHES_FAILED,
-    ):
-        samples = {
-            s.labels["trigger"]
-            for m in counter.collect()
-            for s in m.samples
-            if s.name.endswith("_total")
-        }
-        assert samples == set(metrics.REFRESH_TRIGGERS) == {"stale", "early"}
