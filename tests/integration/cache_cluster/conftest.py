@@ -140,3 +140,32 @@ def cluster_nodes(
     finally:
         for node in nodes:
             node.destroy()
+
+
+@pytest.fixture(params=["valkey", "redis"])
+def make_nodes(
+    request: pytest.FixtureRequest,
+    tls_certificates: TLSCertificates,  # noqa: F811  # pylint: disable=redefined-outer-name
+    tmp_path: Path,
+) -> Iterator[Any]:
+    """A function: ``make_nodes(n)`` starts n TLS + AUTH cluster-mode nodes of the engine,
+    not joined, and returns their :class:`Nodes`; all are destroyed after the test."""
+    token = secrets.token_urlsafe(24)
+    started: list[RedisServer] = []
+
+    def make(count: int) -> Nodes:
+        nodes = []
+        for _node in range(count):
+            node = start_redis(
+                password=token, certs=tls_certificates, cluster=True, engine=request.param
+            )
+            started.append(node)
+            nodes.append(node)
+        return Nodes(nodes, token, tls_certificates, tmp_path)
+
+    make.engine = request.param  # type: ignore[attr-defined]
+    try:
+        yield make
+    finally:
+        for node in started:
+            node.destroy()

@@ -152,11 +152,16 @@ class Node:
         self.primary: str | None = None
         self.slots: list[tuple[int, int]] = []
         self.known: dict[str, Node | str] = {}  # id -> Node, or a literal line for a gone node
+        self.migrating: dict[int, str] = {}  # slot -> target id (shown on its own line)
+        self.importing: dict[int, str] = {}  # slot -> source id
 
     def line(self, of: Node, me: bool) -> str:
         role = "slave" if of.primary else "master"
         flags = f"myself,{role}" if me else role
         slots = " ".join(f"{a}-{b}" for a, b in of.slots)
+        if me:
+            slots += "".join(f" [{s}->-{t}]" for s, t in of.migrating.items())
+            slots += "".join(f" [{s}-<-{f}]" for s, f in of.importing.items())
         address = f"127.0.0.1:{of.port}@{of.port + 10000}"
         line = f"{of.id} {address} {flags} {of.primary or '-'} 0 0 1 connected {slots}"
         return line.strip()
@@ -388,30 +393,10 @@ def test_a_node_that_does_not_answer_is_a_clear_error() -> None:
         ct.plan(ct.Shape([7000, 7001], 1, 1), {7000: answers[7000]})
 
 
-def test_shards_changed_on_a_formed_cluster_is_refused_naming_the_settings() -> None:
-    nodes = formed([7000, 7001], 1)
-    nodes[7002], nodes[7003] = Node(7002), Node(7003)
-    with pytest.raises(ct.TopologyError) as caught:
-        ct.plan(ct.Shape([7000, 7001, 7002, 7003], 2, 1), views(nodes))
-    message = str(caught.value)
-    assert "node 7000 holds slots 0-16383, but shards=2 gives 0-8191 8192-16383" in message
-    assert "not supported yet" in message and "sandbox_cache_shards" in message
-
-
-def test_fewer_replicas_on_a_formed_cluster_is_refused_naming_the_settings() -> None:
-    nodes = formed([7000, 7001, 7002], 1)
-    del nodes[7002]
-    with pytest.raises(ct.TopologyError) as caught:
-        ct.plan(ct.Shape([7000, 7001], 1, 1), views(nodes))
-    message = str(caught.value)
-    assert "127.0.0.1:7002" in message and "removing nodes is not supported yet" in message
-    assert "sandbox_cache_replicas_per_shard" in message
-
-
-def test_two_holders_of_one_shard_are_refused() -> None:
+def test_two_holders_without_a_move_are_unsettled_not_moved() -> None:
     nodes = {p: Node(p) for p in (7000, 7001)}
     nodes[7000].slots = nodes[7001].slots = [(0, 16383)]
-    with pytest.raises(ct.TopologyError, match="both claim slots 0-16383"):
+    with pytest.raises(ct.Unsettled, match="nodes 7000 and 7001 both claim slots 0-16383"):
         ct.plan(ct.Shape([7000, 7001], 1, 1), views(nodes))
 
 
@@ -451,3 +436,286 @@ def test_slot_ranges_cover_everything_once() -> None:
         ranges = [shape.slot_range(k) for k in range(shards)]
         assert ranges[0][0] == 0 and ranges[-1][1] == 16383
         assert all(ranges[i][1] + 1 == ranges[i + 1][0] for i in range(shards - 1))
+
+
+# --- reshaping a formed cluster (issue 25) -----------------------------------------------
+# The sandbox's layout: shard k's member i on port 7000 + 6k + i, so a node never changes
+# shard when the shape changes; the shape's ports list the primaries first.
+
+
+def stable_ports(shards: int, replicas: int) -> list[int]:
+    return [7000 + 6 * k + i for i in range(replicas + 1) for k in range(shards)]
+
+
+def moves(plan: ct.Plan) -> list[tuple]:
+    return [
+        (a.port, a.target_port, a.slots, a.importing, a.migrating)
+        for a in plan.actions
+        if a.kind == ct.MOVE
+    ]
+
+
+def apply_moves(nodes: dict[int, Node], plan: ct.Plan) -> None:
+    """What the module's moves do to the views: slots change hands, states clear."""
+    by_id = {n.id: n for n in nodes.values()}
+    for action in plan.actions:
+        if action.kind != ct.MOVE:
+            continue
+        src, dst = nodes[action.port], by_id[action.node_id]
+        a, b = action.slots
+        for node in (src, dst):
+            kept = []
+            for first, last in node.slots:
+                kept += [(x, y) for x, y in ((first, min(last, a - 1)), (max(first, b + 1), last))]
+            node.slots = [(x, y) for x, y in kept if x <= y]
+            node.migrating = {s: t for s, t in node.migrating.items() if not a <= s <= b}
+            node.importing = {s: t for s, t in node.importing.items() if not a <= s <= b}
+        dst.slots = sorted([*dst.slots, (a, b)])
+
+
+def test_one_to_three_shards_meets_new_nodes_and_moves_their_slots() -> None:
+    nodes = formed(stable_ports(1, 1), 1)
+    for port in (7006, 7012, 7007, 7013):
+        nodes[port] = Node(port)
+    shape = ct.Shape(stable_ports(3, 1), 3, 1)
+    assert shape.ports == [7000, 7006, 7012, 7001, 7007, 7013]
+    plan = ct.plan(shape, views(nodes))
+    assert kinds(plan) == [
+        ("meet", 7000, 7006, None, nid(7006)),
+        ("meet", 7000, 7012, None, nid(7012)),
+        ("meet", 7000, 7007, None, nid(7007)),
+        ("meet", 7000, 7013, None, nid(7013)),
+        # The new replicas follow their empty primaries first, so they copy the keys
+        # as the slots arrive.
+        ("replicate", 7007, 7006, None, nid(7006)),
+        ("replicate", 7013, 7012, None, nid(7012)),
+        ("move", 7000, 7006, (5461, 10921), nid(7006)),
+        ("move", 7000, 7012, (10922, 16383), nid(7012)),
+    ]
+    assert all(a.source_id == nid(7000) for a in plan.actions if a.kind == ct.MOVE)
+    assert moves(plan)[0][3:] == (True, True)  # importing on the target, migrating on the source
+    assert (
+        plan.before["7000"] == "primary 0-16383" and plan.before["7006"] == "primary without slots"
+    )
+    assert plan.after == {
+        "7000": "primary 0-5460",
+        "7006": "primary 5461-10921",
+        "7012": "primary 10922-16383",
+        "7001": "replica of 7000",
+        "7007": "replica of 7006",
+        "7013": "replica of 7012",
+    }
+    # Done: the rerun changes nothing.
+    assert ct.plan(shape, views(formed(shape.ports, 3))).actions == []
+
+
+def test_three_to_two_shards_moves_the_leaving_shards_slots_off_then_removes_it() -> None:
+    nodes = formed(stable_ports(3, 1), 3)
+    shape = ct.Shape(stable_ports(2, 1), 2, 1)
+    assert ct.leaving_ports(shape, views(nodes)) == [7012, 7013]
+    plan = ct.plan(shape, views(nodes))
+    assert moves(plan) == [
+        (7006, 7000, (5461, 8191), True, True),
+        (7012, 7006, (10922, 16383), True, True),
+    ]
+    kinds_after_moves = [(a.kind, a.port, a.node_id) for a in plan.actions if a.kind != ct.MOVE]
+    assert kinds_after_moves == [
+        *[("forget", p, nid(7012)) for p in (7000, 7006, 7001, 7007)],
+        *[("forget", p, nid(7013)) for p in (7000, 7006, 7001, 7007)],
+        ("reset", 7012, nid(7012)),
+        ("reset", 7013, nid(7013)),
+    ]
+    # Moves first, then forgets, then resets.
+    order = [a.kind for a in plan.actions]
+    assert order.index("reset") > max(i for i, k in enumerate(order) if k == "forget")
+    assert max(i for i, k in enumerate(order) if k == "move") < order.index("forget")
+    assert "which leaves" in plan.actions[2].describe()
+    assert plan.before["7012"] == "primary 10922-16383" and plan.before["7013"] == "replica of 7012"
+    assert plan.after == {
+        "7000": "primary 0-8191",
+        "7006": "primary 8192-16383",
+        "7001": "replica of 7000",
+        "7007": "replica of 7006",
+        "7012": "removed",
+        "7013": "removed",
+    }
+    assert plan.live_ports == [7000, 7006, 7001, 7007, 7012, 7013]
+    assert plan.primaries == [7000, 7006, 7012]
+    # After the moves, the forgets and the resets, the two nodes are gone from every view.
+    done = formed(shape.ports, 2)
+    assert ct.plan(shape, views(done)).actions == []
+
+
+def test_three_to_one_shard_moves_everything_to_the_first() -> None:
+    nodes = formed(stable_ports(3, 1), 3)
+    plan = ct.plan(ct.Shape(stable_ports(1, 1), 1, 1), views(nodes))
+    assert moves(plan) == [
+        (7006, 7000, (5461, 10921), True, True),
+        (7012, 7000, (10922, 16383), True, True),
+    ]
+    assert [a.port for a in plan.actions if a.kind == ct.RESET] == [7006, 7007, 7012, 7013]
+    forgets = [(a.port, a.node_id) for a in plan.actions if a.kind == ct.FORGET]
+    assert forgets == [(p, nid(q)) for q in (7006, 7007, 7012, 7013) for p in (7000, 7001)]
+    apply_moves(nodes, plan)
+    assert nodes[7000].slots == [(0, 5460), (5461, 10921), (10922, 16383)]
+
+
+def test_two_to_three_shards_takes_from_both() -> None:
+    nodes = formed(stable_ports(2, 0), 2)
+    nodes[7012] = Node(7012)
+    plan = ct.plan(ct.Shape(stable_ports(3, 0), 3, 0), views(nodes))
+    # 0-8191 / 8192-16383 -> 0-5460 / 5461-10921 / 10922-16383
+    assert moves(plan) == [
+        (7000, 7006, (5461, 8191), True, True),
+        (7006, 7012, (10922, 16383), True, True),
+    ]
+
+
+def test_a_move_killed_midway_is_finished_first_then_the_rest_moves() -> None:
+    # 1 -> 3 shards, killed while slot 6001 was between 7000 and 7006: 5461-6000 arrived.
+    shape = ct.Shape(stable_ports(3, 1), 3, 1)
+    nodes = formed(shape.ports, 3)
+    nodes[7000].slots = [(0, 5460), (6001, 16383)]
+    nodes[7006].slots = [(5461, 6000)]
+    nodes[7012].slots = []
+    nodes[7000].migrating = {6001: nid(7006)}
+    nodes[7006].importing = {6001: nid(7000)}
+    plan = ct.plan(shape, views(nodes))
+    assert moves(plan) == [
+        (7000, 7006, (6001, 6001), True, True),  # finished first, both states set again
+        (7000, 7006, (6002, 10921), True, True),
+        (7000, 7012, (10922, 16383), True, True),
+    ]
+    assert (
+        plan.actions[0].kind == ct.MOVE and "finish moving slots 6001" in plan.actions[0].describe()
+    )
+    apply_moves(nodes, plan)
+    assert ct.plan(shape, views(nodes)).actions == []
+
+
+def test_a_move_killed_between_the_two_setslot_node_is_only_announced() -> None:
+    # The target took the slot (SETSLOT NODE on it), the source still holds and migrates it.
+    shape = ct.Shape(stable_ports(2, 0), 2, 0)
+    nodes = formed(shape.ports, 2)
+    nodes[7000].slots = [(0, 8191), (8192, 8192)]
+    nodes[7006].slots = [(8192, 16383)]
+    nodes[7000].migrating = {8192: nid(7006)}
+    plan = ct.plan(shape, views(nodes))
+    # Neither state set again (the target holds it, the source migrates it already): no
+    # keys left to move, SETSLOT NODE on the source and the others.
+    assert moves(plan) == [(7000, 7006, (8192, 8192), False, False)]
+
+
+def test_a_move_killed_after_importing_only_is_finished() -> None:
+    shape = ct.Shape(stable_ports(2, 0), 2, 0)
+    nodes = formed(shape.ports, 2)
+    nodes[7000].slots = [(0, 8192)]
+    nodes[7006].slots = [(8193, 16383)]
+    nodes[7006].importing = {8192: nid(7000)}
+    plan = ct.plan(shape, views(nodes))
+    assert moves(plan) == [(7000, 7006, (8192, 8192), True, True)]
+
+
+def test_a_move_killed_then_shape_set_back_finishes_then_moves_back() -> None:
+    # 1 -> 2 shards killed mid-slot, then the shape set back to 1 shard: the slot goes
+    # where it was going, then everything comes back and the new node leaves.
+    nodes = formed(stable_ports(2, 0), 2)
+    nodes[7000].slots = [(0, 8192)]
+    nodes[7006].slots = [(8193, 16383)]
+    nodes[7000].migrating = {8192: nid(7006)}
+    nodes[7006].importing = {8192: nid(7000)}
+    plan = ct.plan(ct.Shape([7000], 1, 0), views(nodes))
+    assert moves(plan) == [
+        (7000, 7006, (8192, 8192), True, True),
+        (7006, 7000, (8192, 16383), True, True),
+    ]
+    assert [a.port for a in plan.actions if a.kind == ct.RESET] == [7006]
+
+
+def test_a_move_to_a_gone_node_is_set_stable() -> None:
+    shape = ct.Shape(stable_ports(1, 1), 1, 1)
+    nodes = formed(shape.ports, 1)
+    gone = nid(7006)
+    nodes[7000].migrating = {100: gone}
+    nodes[7000].known[gone] = f"{gone} :0@0 master,fail,noaddr - 1 1 1 disconnected"
+    plan = ct.plan(shape, views(nodes))
+    assert [(a.kind, a.port, a.slots) for a in plan.actions] == [
+        ("forget", 7000, None),
+        ("stable", 7000, (100, 100)),
+    ]
+    assert "not a live node" in plan.actions[1].describe()
+
+
+def test_fewer_replicas_forgets_and_resets_the_surplus() -> None:
+    nodes = formed(stable_ports(1, 2), 1)  # 7000, its replicas 7001 and 7002
+    shape = ct.Shape(stable_ports(1, 1), 1, 1)
+    plan = ct.plan(shape, views(nodes))
+    assert kinds(plan) == [
+        ("forget", 7000, None, None, nid(7002)),
+        ("forget", 7001, None, None, nid(7002)),
+        ("reset", 7002, None, None, nid(7002)),
+    ]
+    assert plan.after == {"7000": "primary 0-16383", "7001": "replica of 7000", "7002": "removed"}
+    assert plan.before["7002"] == "replica of 7000"
+
+
+def test_fewer_replicas_when_the_promoted_replica_leaves_fails_over_back_first() -> None:
+    # 3 shards x 2 replicas: shard 1's primary 7006 failed over to 7008 (7006 and 7007
+    # follow it now); with 1 replica per shard 7008 leaves: 7006 takes over from it with
+    # its agreement (CLUSTER FAILOVER, no keys lost), 7007 follows 7006, 7008 goes.
+    nodes = formed(stable_ports(3, 2), 3)
+    nodes[7008].primary, nodes[7008].slots = None, nodes[7006].slots
+    nodes[7006].primary, nodes[7006].slots = nodes[7008].id, []
+    nodes[7007].primary = nodes[7008].id
+    plan = ct.plan(ct.Shape(stable_ports(3, 1), 3, 1), views(nodes))
+    steps = [(a.kind, a.port) for a in plan.actions]
+    assert steps[:2] == [("failover", 7006), ("replicate", 7007)]
+    assert moves(plan) == []
+    assert plan.after["7006"] == "primary 5461-10921" and plan.after["7008"] == "removed"
+    assert ("reset", 7008) in steps and ("reset", 7002) in steps and ("reset", 7014) in steps
+
+
+def test_a_shard_whose_nodes_all_follow_another_shard_is_refused() -> None:
+    nodes = formed(stable_ports(2, 1), 2)
+    nodes[7006].primary, nodes[7006].slots = nodes[7000].id, []
+    nodes[7000].slots = [(0, 16383)]
+    nodes[7007].primary = nodes[7000].id
+    with pytest.raises(ct.TopologyError, match=r"shard 1 \(ports \[7006, 7007\]\) has no primary"):
+        ct.plan(ct.Shape(stable_ports(2, 1), 2, 1), views(nodes))
+
+
+def test_a_leaving_node_that_does_not_answer_is_named() -> None:
+    nodes = formed(stable_ports(1, 2), 1)
+    answers: dict[int, object] = views(nodes)
+    del answers[7002]
+    with pytest.raises(
+        ct.TopologyError, match=r"127.0.0.1:7002\) leaves the cluster.*did not answer"
+    ):
+        ct.plan(ct.Shape(stable_ports(1, 1), 1, 1), answers)
+
+
+def test_migrating_and_importing_entries_are_parsed() -> None:
+    text = (
+        f"{nid(7000)} 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5000"
+        f" [5001->-{nid(7006)}] [9-<-{nid(7012)}]\n"
+    )
+    (node,) = ct.parse_cluster_nodes(text)
+    assert node.slots == ((0, 5000),)
+    assert node.migrating == {5001: nid(7006)} and node.importing == {9: nid(7012)}
+    with pytest.raises(ct.TopologyError, match="bad slot entry"):
+        ct.parse_cluster_nodes(text.replace("[5001->-", "[5001=>-"))
+
+
+def test_a_replicas_copy_of_the_move_states_is_not_a_second_move() -> None:
+    # Valkey 8 replicates SETSLOT IMPORTING / MIGRATING to the replicas.
+    shape = ct.Shape(stable_ports(2, 1), 2, 1)
+    nodes = formed(shape.ports, 2)
+    nodes[7000].slots = [(0, 8192)]
+    nodes[7006].slots = [(8193, 16383)]
+    for port in (7000, 7001):
+        nodes[port].migrating = {8192: nid(7006)}
+    for port in (7006, 7007):
+        nodes[port].importing = {8192: nid(7000)}
+    plan = ct.plan(shape, views(nodes))
+    assert [(a.kind, a.port) for a in plan.actions] == [("move", 7000)]
+    assert moves(plan) == [(7000, 7006, (8192, 8192), True, True)]
