@@ -55,6 +55,10 @@ Ubuntu images under their owners' accounts (moto's own images predate both).
 and parameter group as AWS does (refusing Valkey back to Redis OSS with
 ``InvalidParameterCombination``) and lets DescribeCacheClusters describe a group's member
 clusters (moto has none).
+``standin_elbv2.py`` gives load balancers and targets AWS's states (``provisioning``,
+``initial``, ``draining`` for the deregistration delay), refuses an Application Load
+Balancer in fewer than two zones, and lets a load balancer hold its subnets and security
+groups as RDS and ElastiCache do.
 
 Nothing else differs from ``moto_server``.
 """
@@ -69,6 +73,7 @@ from typing import Any
 import standin_catalogue
 import standin_elasticache_engines
 import standin_elasticache_resize
+import standin_elbv2
 import standin_lifecycle
 import standin_secrets
 from moto.core import model_instances
@@ -241,6 +246,7 @@ standin_lifecycle.install()
 standin_catalogue.install()
 standin_secrets.install()
 standin_elasticache_resize.install()
+standin_elbv2.install()
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -132,6 +132,10 @@ _lock = threading.RLock()
 _calls: list[dict[str, Any]] = []
 # Interfaces of resources already gone: (resource id, subnet ids, security group ids, until).
 _lingering: list[tuple[str, set[str], set[str], float]] = []
+# Other modules' holders of network interfaces (standin_elbv2.py: load balancers), each
+# called with the EC2 response, and what they forget on a reset.
+EXTRA_HOLDERS: list[Callable[[Any], Iterable[tuple[str, set[str], set[str]]]]] = []
+EXTRA_RESETS: list[Callable[[], None]] = []
 
 
 @dataclass
@@ -185,6 +189,8 @@ def _reset() -> None:
         _clocks.clear()
         _calls.clear()
         _lingering.clear()
+        for reset in EXTRA_RESETS:
+            reset()
 
 
 def calls() -> list[dict[str, Any]]:
@@ -497,6 +503,8 @@ def _holders(response: Any) -> Iterable[tuple[str, set[str], set[str]]]:
     cache = elasticache_backends[account][region]
     for replication_group in cache.replication_groups.values():
         yield replication_group.replication_group_id, *_group_interfaces(cache, replication_group)
+    for holders in EXTRA_HOLDERS:
+        yield from holders(response)
     now = time.monotonic()
     for resource_id, subnets, groups, until in _lingering:
         if until > now:
