@@ -249,3 +249,20 @@ def test_bad_password_file_names_section_and_key_never_the_secret(tmp_path, sect
     binary = tmp_path / "binary"
     binary.write_bytes(b"hunter2\xff\xfe")
     assert refused(f"password_file = {binary}") == f"file {binary} is not UTF-8 text"
+
+
+def test_the_roles_app_ini_names_the_secrets_files_and_holds_no_secret():
+    from tests.unit.app.web_app_role import CONFIG_DIR, render_template, render_var
+
+    text = render_template("app.ini.j2", cachestack_cache_auth_token="tok-Secret-7")
+    for secret in ("tok-Secret-7", "placeholder", render_var("__web_app_db_app_password")):
+        assert secret not in text
+    assert f"password_file = {CONFIG_DIR}/db-password" in text
+    assert f"password_file = {CONFIG_DIR}/cache-auth-token" in text
+    assert "password =" not in text
+    config = parse_config(text)  # reads the two files the test folder holds
+    assert (config.postgresql.password, config.redis.password) == ("placeholder", "placeholder")
+    # A cache without AUTH: no token file named, no password.
+    without = parse_config(render_template("app.ini.j2", cachestack_cache_auth_token=""))
+    assert without.redis.password is None
+    assert without.postgresql.password == "placeholder"

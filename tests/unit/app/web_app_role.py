@@ -4,6 +4,9 @@ never against a copy of its defaults or formulas."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,13 @@ CONTRACT: dict[str, Any] = {
     "cachestack_cache_host": "cache.invalid",
 }
 
+# app.ini names its secrets' files (password_file) in web_app_config_dir, and the app's
+# parser reads them: the rendered app.ini gets a folder that holds them.
+CONFIG_DIR = Path(tempfile.mkdtemp(prefix="web-app-role-"))
+atexit.register(shutil.rmtree, CONFIG_DIR, ignore_errors=True)
+for _secret in ("db-password", "cache-auth-token"):
+    (CONFIG_DIR / _secret).write_text("placeholder\n")
+
 
 def role_vars(**overrides: Any) -> dict[str, Any]:
     """The role's variables with Ansible's precedence: its defaults, then the contract and
@@ -30,6 +40,7 @@ def role_vars(**overrides: Any) -> dict[str, Any]:
     return {
         **defaults,
         **CONTRACT,
+        "web_app_config_dir": str(CONFIG_DIR),
         "role_path": str(ROLE),
         "ansible_managed": "Ansible managed",
         **overrides,
