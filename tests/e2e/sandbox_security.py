@@ -68,10 +68,15 @@ def test_secrets_and_app_config_are_not_world_readable(first_deploy: PlaybookRun
     assert stat.S_IMODE(SECRETS_DIR.stat().st_mode) == 0o700
     for name in SECRETS:
         assert stat.S_IMODE((SECRETS_DIR / name).stat().st_mode) == 0o600
-    shown = in_container("cachestack-web", "stat", "-c", "%a %U %G", "/etc/cachestack/app.ini")
-    mode, owner, group = shown.stdout.split()
-    assert (mode, owner) == ("640", "root")
-    assert group != "root"
+    # app.ini and the secrets' files beside it (its password_file lines name them).
+    config_files = ("app.ini", "db-password", "cache-auth-token")
+    paths = [f"/etc/cachestack/{name}" for name in config_files]
+    shown = in_container("cachestack-web", "stat", "-c", "%n %a %U %G", *paths)
+    rows = [line.split() for line in shown.stdout.splitlines()]
+    assert [row[0] for row in rows] == paths, shown.stdout
+    for path, mode, owner, group in rows:
+        assert (mode, owner) == ("640", "root"), path
+        assert group != "root", path
 
 
 def test_redis_refuses_plaintext_and_clients_without_the_token(first_deploy: PlaybookRun) -> None:
