@@ -66,15 +66,19 @@ class Reader(threading.Thread):
         self.client_faults: list[str] = []
 
     def read(self, key: str) -> str | None:
-        try:
-            return self.client.get(key)
-        except AttributeError as exc:
-            # redis-py 8.1's RedisCluster can look up a node it just dropped from its table
-            # (a node that left): a client fault, not the cluster's. Counted, the client's
-            # table read again, and the read retried once: that one must work.
-            self.client_faults.append(repr(exc))
-            self.client.nodes_manager.initialize()
-            return self.client.get(key)
+        # redis-py 8.1's RedisCluster follows an ASK to a node only if its table knows that
+        # node already: a new shard's primary it has not seen yet gives AttributeError
+        # ('NoneType' ... 'redis_connection'), a client fault, not the cluster's. Counted,
+        # the client's table read again (CLUSTER SLOTS) and the read retried, at most 10
+        # times over about 2 s: the key must be read by then.
+        for _attempt in range(10):
+            try:
+                return self.client.get(key)
+            except AttributeError as exc:
+                self.client_faults.append(repr(exc))
+                time.sleep(0.2)
+                self.client.nodes_manager.initialize()
+        return self.client.get(key)
 
     def run(self) -> None:
         deadline = time.monotonic() + 300
