@@ -31,17 +31,19 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.integration.aws.test_aws_playbooks import (
+# controller_files and secrets_seen are autouse fixtures, active here once imported (the
+# controller's files in a temporary directory, every run's output checked for secrets).
+from tests.integration.aws.test_aws_playbooks import (  # noqa: F401  # pylint: disable=unused-import
     KEY_PAIR,
     STACK,
     Aws,
     Run,
     assert_account_empty,
-    controller_files,  # noqa: F401 (autouse: the controller's files in a temporary directory)
+    controller_files,
     explain,
     ingress,
     run_playbook,
-    secrets_seen,  # noqa: F401 (autouse: every run's output checked for secrets)
+    secrets_seen,
     succeeded,
     tags,
 )
