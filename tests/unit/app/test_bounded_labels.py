@@ -42,3 +42,16 @@ def test_every_outcome_is_counted_and_refresh_labels_are_a_fixed_set():
             if s.name.endswith("_total")
         }
         assert samples == set(metrics.REFRESH_TRIGGERS) == {"stale", "early"}
+
+
+def test_cluster_redirects_by_a_fixed_kind_and_retries_unlabelled():
+    samples = {
+        s.labels["kind"]
+        for m in metrics.CACHE_REDIRECTS.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    assert samples == set(metrics.REDIRECT_KINDS) == {"moved", "ask"}
+    assert all(not s.labels for m in metrics.CACHE_RETRIES.collect() for s in m.samples), (
+        "retries carry no label"
+    )

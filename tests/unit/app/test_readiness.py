@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from cachestack_app.app import READINESS_REASON_CHARS, _build_flask, readiness_reason
-from cachestack_app.cache import Cache, CircuitBreaker
+from cachestack_app.cache import Cache, CircuitBreaker, cluster_info_problems
 from cachestack_app.config import parse_config
 from cachestack_app.db import DatabaseUnavailable
 
@@ -109,3 +109,119 @@ def test_reason_is_one_short_line():
     assert readiness_reason("  a\n b  ", ()) == "a b"
     assert readiness_reason("", ()) == "unknown"
     assert readiness_reason("token abc", ["abc", None, ""]) == "token ***"
+
+
+CLUSTER_CONFIG = parse_config(
+    f"[postgresql]\nhost = db\npassword = {DB_PASSWORD}\n"
+    f"[redis]\nhost = c\npassword = {TOKEN}\ncluster = true\n"
+)
+INFO_OK = "cluster_state:ok\r\ncluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\n"
+
+
+class FakeNode:
+    def __init__(self, name: str, up: bool = True):
+        self.name = name
+        self.up = up
+
+
+class FakeCluster:
+    """What Cache.health calls on a RedisCluster: its primaries, and PING / CLUSTER INFO
+    sent to one of them."""
+
+    def __init__(self, nodes: list[FakeNode], info: str = INFO_OK):
+        self.nodes = nodes
+        self.info = info
+
+    def get_primaries(self) -> list[FakeNode]:
+        return self.nodes
+
+    def get_nodes(self) -> list[FakeNode]:
+        return self.nodes
+
+    def close(self) -> None:
+        pass
+
+    def execute_command(self, *args: Any, target_nodes: FakeNode) -> Any:
+        import redis
+
+        if not target_nodes.up:
+            raise redis.ConnectionError(f"Error 111 connecting to {target_nodes.name}")
+        return True if args[0] == "PING" else self.info
+
+
+def cluster_client_for(db: FakeDatabase, fake: FakeCluster) -> tuple[Any, Cache]:
+    cache = Cache(CLUSTER_CONFIG.redis, CircuitBreaker(cooldown=60))
+    cache._shared_client = lambda: fake  # type: ignore[method-assign]
+    return _build_flask(db, cache).test_client(), cache  # type: ignore[arg-type]
+
+
+def test_a_whole_cluster_is_ok_as_before():
+    nodes = [FakeNode("a:1"), FakeNode("b:2"), FakeNode("c:3")]
+    client, _cache = cluster_client_for(FakeDatabase(), FakeCluster(nodes))
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200
+    assert ready.json == {"status": "ok", "postgresql": "ok", "redis": "ok"}
+
+
+def test_a_cluster_partly_down_is_degraded_and_leaves_the_breaker_closed():
+    nodes = [FakeNode("a:1"), FakeNode("b:2", up=False), FakeNode("c:3")]
+    info = "cluster_state:fail\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:5461\r\n"
+    client, cache = cluster_client_for(FakeDatabase(), FakeCluster(nodes, info))
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200  # the app still serves, from PostgreSQL where it must
+    assert ready.json == {
+        "status": "degraded",
+        "postgresql": "ok",
+        "redis": "degraded: 1 of 3 primaries do not answer; cluster_state fail,"
+        " cluster_slots_fail 5461",
+    }
+    # The page's own slot may be served: readiness does not make the page bypass.
+    assert cache.breaker.state == "closed"
+
+
+def test_a_cluster_that_says_not_ok_is_degraded_even_when_every_primary_answers():
+    nodes = [FakeNode("a:1"), FakeNode("b:2")]
+    info = {"cluster_state": "ok", "cluster_slots_pfail": "5461", "cluster_slots_fail": "0"}
+    fake = FakeCluster(nodes, info)  # type: ignore[arg-type]
+    client, _cache = cluster_client_for(FakeDatabase(), fake)
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200
+    assert ready.json["status"] == "degraded"
+    assert ready.json["redis"] == "degraded: cluster_slots_pfail 5461"
+
+
+def test_no_primary_answering_opens_the_breaker_as_a_failed_ping_does():
+    nodes = [FakeNode("a:1", up=False), FakeNode("b:2", up=False)]
+    client, cache = cluster_client_for(FakeDatabase(), FakeCluster(nodes))
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200
+    assert ready.json["status"] == "degraded"
+    assert ready.json["redis"] == "degraded: ConnectionError: Error 111 connecting to b:2"
+    assert cache.breaker.state == "open"
+
+
+def test_the_database_down_is_503_whatever_the_cluster_says():
+    nodes = [FakeNode("a:1"), FakeNode("b:2", up=False)]
+    client, _cache = cluster_client_for(FakeDatabase("connection refused"), FakeCluster(nodes))
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 503
+    assert ready.json == {
+        "status": "unavailable",
+        "postgresql": "unavailable: connection refused",
+        "redis": "degraded: 1 of 2 primaries do not answer",
+    }
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        (INFO_OK, ""),
+        (INFO_OK.encode(), ""),
+        ({"cluster_state": "ok"}, ""),
+        ("cluster_state:fail\r\n", "cluster_state fail"),
+        ({}, "cluster_state unknown"),
+        (None, "no cluster info"),
+    ],
+)
+def test_cluster_info_problems(info, expected):
+    assert cluster_info_problems(info) == expected

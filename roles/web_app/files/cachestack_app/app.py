@@ -234,8 +234,10 @@ def _build_flask(db: Database, cache: Cache) -> Flask:
             log.warning("readiness: database unavailable: %s", exc)
             body["postgresql"] = "unavailable: " + readiness_reason(str(exc), hidden)
         try:
-            cache.ping()
-            body["redis"] = "ok"
+            # Cluster mode: some primaries silent or the cluster not ok is a partial
+            # failure: "degraded", the page served from PostgreSQL for the slots hit.
+            partial = cache.health()
+            body["redis"] = "degraded: " + readiness_reason(partial, hidden) if partial else "ok"
         except CacheUnavailable as exc:
             reason = str(exc)
             if cache.last_error and reason != cache.last_error:  # the breaker's refusal

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from . import metrics
 from .config import RedisConfig
 
 log = logging.getLogger("cachestack_app")
@@ -99,7 +100,7 @@ class CircuitBreaker:
             self._probing = False
 
 
-def make_client(config: RedisConfig) -> Any:
+def make_client(config: RedisConfig, known_nodes: list[tuple[str, int]] | None = None) -> Any:
     """A redis.Redis or redis.cluster.RedisCluster client with short timeouts.
 
     One retry on a connection error (a pooled connection that died when Redis restarted),
@@ -123,15 +124,70 @@ def make_client(config: RedisConfig) -> Any:
         if config.ssl_ca_certs:
             kwargs["ssl_ca_certs"] = config.ssl_ca_certs
     if config.cluster:
-        from redis.cluster import RedisCluster
+        from redis.cluster import ClusterNode
 
         # The cluster client's own retry loop re-reads the topology between attempts.
         kwargs["retry"] = Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
-        return RedisCluster(**kwargs)
+        if known_nodes:
+            # Besides the configured node: the nodes a client before this one knew, so a
+            # new client finds the cluster even while the configured node is the one down.
+            kwargs["startup_nodes"] = [ClusterNode(h, p) for h, p in known_nodes]
+        return counting_cluster_class()(**kwargs)
     kwargs["retry"] = Retry(
         ExponentialBackoff(cap=0.05, base=0.01), 1, supported_errors=(redis.ConnectionError,)
     )
     return redis.Redis(**kwargs)
+
+
+_COUNTING_CLUSTER: Any = None
+
+
+def counting_cluster_class() -> Any:
+    """redis-py's RedisCluster, counting in metrics what it does to keep a command going.
+
+    RedisCluster follows MOVED and ASK itself and retries a command after a node failed to
+    answer or the cluster was down (reading the topology again in between). It reports each
+    of those to its observability hook ``_record_error_metric``: this subclass counts them
+    there (a redirect by kind, a retry) and otherwise leaves the client as it is. It also
+    lets an ASK lead to a node the client's table does not hold yet (a new shard's primary
+    importing a slot, which CLUSTER SLOTS lists only once it owns one): redis-py 8.1 would
+    fail such a command with an AttributeError; the node is added as a MOVED would add it.
+    """
+    global _COUNTING_CLUSTER  # built once, on first use (cluster mode only)
+    if _COUNTING_CLUSTER is not None:
+        return _COUNTING_CLUSTER
+    from redis.cluster import PRIMARY, ClusterNode, RedisCluster
+    from redis.exceptions import AskError, MovedError, TryAgainError
+
+    redirects = {kind: metrics.CACHE_REDIRECTS.labels(kind) for kind in metrics.REDIRECT_KINDS}
+
+    class CountingRedisCluster(RedisCluster):
+        def _record_error_metric(
+            self,
+            error: Exception,
+            connection: Any,
+            is_internal: bool = True,
+            retry_attempts: int | None = None,
+        ) -> None:
+            if isinstance(error, MovedError):  # a subclass of AskError: first
+                redirects["moved"].inc()
+            elif isinstance(error, AskError):
+                redirects["ask"].inc()
+                if self.get_node(host=error.host, port=error.port) is None:
+                    node = ClusterNode(error.host, error.port, PRIMARY)
+                    with self.nodes_manager._lock:
+                        self.nodes_manager.nodes_cache.setdefault(node.name, node)
+            elif isinstance(error, TryAgainError) or (is_internal and retry_attempts):
+                # TRYAGAIN is retried where it happened; the others by the retry loop,
+                # which reports each attempt with its number, and the last error again
+                # (not internal) when it gives up.
+                metrics.CACHE_RETRIES.inc()
+            super()._record_error_metric(
+                error, connection, is_internal=is_internal, retry_attempts=retry_attempts
+            )
+
+    _COUNTING_CLUSTER = CountingRedisCluster
+    return _COUNTING_CLUSTER
 
 
 class Cache:
@@ -152,6 +208,8 @@ class Cache:
         self._thread = threading.local()
         # Why Redis last failed: readiness says it while the breaker keeps Redis skipped.
         self.last_error = ""
+        # Cluster mode: the nodes the last client knew, to seed the next one with.
+        self._known_nodes: list[tuple[str, int]] = []
 
     def _get_client(self) -> Any:
         if self.config.cluster:
@@ -173,7 +231,7 @@ class Cache:
             with self._client_lock:
                 if self._client is None:
                     # RedisCluster reads the topology here, so this can fail too.
-                    self._client = make_client(self.config)
+                    self._client = make_client(self.config, self._known_nodes)
                 client = self._client
         return client
 
@@ -214,6 +272,9 @@ class Cache:
             client, self._client = self._client, None
         if client is not None:
             try:
+                known = [(n.host, int(n.port)) for n in client.get_nodes()]
+                if known:
+                    self._known_nodes = known[:16]
                 client.close()
             except Exception:  # already broken
                 log.debug("closing a broken redis cluster client failed")
@@ -237,3 +298,74 @@ class Cache:
 
     def ping(self) -> bool:
         return bool(self._call("ping"))
+
+    def health(self) -> str:
+        """How the cache is, for readiness: "" when whole, else why it is partly
+        unavailable; CacheUnavailable when it does not answer at all (or the breaker is
+        open). Standalone: a PING.
+
+        Cluster mode: every primary of the client's table is PINGed and one that answers
+        is asked CLUSTER INFO. Some primaries silent, or the cluster's own state not ok
+        (cluster_state, slots in pfail or fail), is a partial failure: it is reported, and
+        neither opens the breaker nor drops the client, since the page's slot may well be
+        served (the page's own commands open the breaker if it is not). A PING that fails
+        makes redis-py read the topology again, so a promoted replica shows at the next
+        check. Only when no primary answers is it a failure, as a failed PING is standalone.
+        """
+        if not self.config.cluster:
+            self.ping()
+            return ""
+        if not self.breaker.allow():
+            raise CacheUnavailable("circuit breaker open")
+        try:
+            client = self._shared_client()
+            primaries = client.get_primaries()
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+            return self._failed(exc)
+        silent: list[str] = []
+        info: Any = None
+        error: Exception | None = None
+        for node in primaries:
+            try:
+                client.execute_command("PING", target_nodes=node)
+                if info is None:
+                    info = client.execute_command("CLUSTER INFO", target_nodes=node)
+            except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+                silent.append(node.name)
+                error = exc
+        if info is None:  # no primary answered
+            return self._failed(error or CacheUnavailable("no primary in the cluster's table"))
+        self.breaker.success()
+        problems = []
+        if silent:
+            problems.append(f"{len(silent)} of {len(primaries)} primaries do not answer")
+        state = cluster_info_problems(info)
+        if state:
+            problems.append(state)
+        return "; ".join(problems)
+
+    def _failed(self, exc: BaseException) -> NoReturn:
+        self.breaker.failure()
+        self._drop_cluster_client()
+        self.last_error = f"{exc.__class__.__name__}: {exc}"[:200]
+        raise CacheUnavailable(self.last_error) from None
+
+
+def cluster_info_problems(info: Any) -> str:
+    """What CLUSTER INFO says is wrong: "" when cluster_state is ok and no slot is in
+    pfail or fail."""
+    if isinstance(info, bytes):
+        info = info.decode(errors="replace")
+    if isinstance(info, str):
+        info = dict(line.split(":", 1) for line in info.split() if ":" in line)
+    if not isinstance(info, dict):
+        return "no cluster info"
+    values = {str(k): str(v).strip() for k, v in info.items()}
+    problems = []
+    if values.get("cluster_state") != "ok":
+        problems.append(f"cluster_state {values.get('cluster_state', 'unknown')}")
+    for field in ("cluster_slots_pfail", "cluster_slots_fail"):
+        count = values.get(field, "0")
+        if count != "0":
+            problems.append(f"{field} {count}")
+    return ", ".join(problems)

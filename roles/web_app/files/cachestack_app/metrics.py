@@ -52,6 +52,21 @@ REFRESHES_FAILED = Counter(
 for _trigger in REFRESH_TRIGGERS:  # every series shows, at 0, from the start
     for _counter in (REFRESHES_STARTED, REFRESHES_FINISHED, REFRESHES_FAILED):
         _counter.labels(_trigger)
+# Cluster mode: what redis-py's RedisCluster did to keep a command going while the cluster
+# reshards or fails over. The kind is one of a fixed pair, never a node or a slot.
+REDIRECT_KINDS = ("moved", "ask")
+CACHE_REDIRECTS = Counter(
+    "cachestack_cache_redirects",
+    "MOVED and ASK redirects followed by the cluster client (a slot moved or moving).",
+    ["kind"],
+)
+for _kind in REDIRECT_KINDS:
+    CACHE_REDIRECTS.labels(_kind)
+CACHE_RETRIES = Counter(
+    "cachestack_cache_retries",
+    "Cache commands retried by the cluster client after a node failed to answer, the cluster"
+    " was down or TRYAGAIN (the topology read again in between for the first two).",
+)
 SLOW_QUERIES = Counter("cachestack_slow_queries", "SELECT slow_version() queries run.")
 LOCK_WAITS = Counter(
     "cachestack_cache_lock_waits", "Requests that waited for another to fill the cache."
