@@ -447,3 +447,121 @@ def redis_oss_cluster(tls_certificates: TLSCertificates) -> Iterator[RedisCluste
     """The same one-shard cluster (TLS and AUTH) on Redis OSS 8.0, the alternative engine."""
     with start_redis_cluster(tls_certificates, engine="redis") as cluster:
         yield cluster
+
+
+@dataclass
+class ShardedCluster(container.Destroyable):
+    """A cluster of ``shards`` primaries (``primaries[k]``, slots split evenly), each with
+    its replicas (``replicas[k]``), and ``spares``: cluster-mode nodes that have met the
+    cluster but own no slot (a new shard's primary before a reshard). TLS and AUTH."""
+
+    primaries: list[RedisServer]
+    replicas: list[list[RedisServer]]
+    spares: list[RedisServer]
+    password: str = field(repr=False)
+    certs: TLSCertificates
+
+    @property
+    def nodes(self) -> list[RedisServer]:
+        return [*self.primaries, *(r for rs in self.replicas for r in rs), *self.spares]
+
+    @property
+    def ca_file(self) -> Path:
+        return self.certs.ca_file
+
+    def command(self, node: RedisServer, *args: Any) -> Any:
+        client = node.client(decode_responses=True, socket_timeout=5)
+        try:
+            return client.execute_command(*args)
+        finally:
+            client.close()
+
+    def node_id(self, node: RedisServer) -> str:
+        return str(self.command(node, "CLUSTER MYID"))
+
+    def info(self, node: RedisServer) -> dict[str, str]:
+        return _cluster_info(node)
+
+    def owner(self, slot: int, via: RedisServer) -> int:
+        """The port of the primary that ``via`` says owns ``slot`` (CLUSTER SHARDS)."""
+        for shard in self.command(via, "CLUSTER SHARDS"):
+            shard = _pairs(shard)
+            slots = shard.get("slots", [])
+            for start, end in zip(slots[0::2], slots[1::2], strict=True):
+                if int(start) <= slot <= int(end):
+                    for node in shard.get("nodes", []):
+                        node = _pairs(node)
+                        if node.get("role") == "master" and node.get("health") == "online":
+                            return int(node.get("tls-port") or node.get("port"))
+        return 0
+
+    def destroy(self) -> None:
+        for node in self.nodes:
+            node.destroy()
+
+
+def _pairs(value: Any) -> dict[str, Any]:
+    """CLUSTER SHARDS' flat [name, value, ...] lists (RESP2) as a dict."""
+    if isinstance(value, dict):
+        return value
+    return {str(k): v for k, v in zip(value[0::2], value[1::2], strict=True)}
+
+
+def start_sharded_cluster(
+    certs: TLSCertificates,
+    shards: int = 3,
+    replicas: int = 1,
+    spares: int = 0,
+    node_timeout_ms: int = 1000,
+    timeout: float = 60,
+) -> ShardedCluster:
+    """Start and form a ``shards`` x (1 + ``replicas``) Valkey cluster with TLS and AUTH,
+    plus ``spares`` slotless nodes, with cluster-node-timeout ``node_timeout_ms`` (set at
+    run time: a stopped primary's replica takes over within a few seconds)."""
+    password = secrets.token_urlsafe(16)
+    started: list[RedisServer] = []
+    try:
+        for _node in range(shards * (1 + replicas) + spares):
+            started.append(start_redis(password=password, certs=certs, cluster=True))
+        primaries = started[:shards]
+        shard_replicas = [
+            started[shards + k * replicas : shards + (k + 1) * replicas] for k in range(shards)
+        ]
+        spare_nodes = started[shards * (1 + replicas) :]
+        cluster = ShardedCluster(primaries, shard_replicas, spare_nodes, password, certs)
+        for node in started:
+            cluster.command(node, "CONFIG SET", "cluster-node-timeout", node_timeout_ms)
+        for k, node in enumerate(primaries):
+            first, last = 16384 * k // shards, 16384 * (k + 1) // shards - 1
+            cluster.command(node, "CLUSTER ADDSLOTSRANGE", first, last)
+        for node in started[1:]:
+            cluster.command(started[0], "CLUSTER MEET", node.host, node.port, node.cluster_port)
+        deadline = time.monotonic() + timeout
+        for k, node in enumerate(primaries):
+            primary_id = cluster.node_id(node)
+            for replica in shard_replicas[k]:
+                while True:
+                    try:
+                        cluster.command(replica, "CLUSTER REPLICATE", primary_id)
+                        break
+                    except Exception:  # the replica does not know the primary yet
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+        while True:
+            states = [_cluster_info(n).get("cluster_state") for n in started]
+            known = [int(_cluster_info(n).get("cluster_known_nodes", 0)) for n in started]
+            links = [
+                r.client().info("replication").get("master_link_status")
+                for rs in shard_replicas
+                for r in rs
+            ]
+            if set(states) == {"ok"} and set(known) == {len(started)} and set(links) <= {"up"}:
+                return cluster
+            if time.monotonic() > deadline:
+                raise RedisServerError(f"cluster did not form: {states} {known} {links}")
+            time.sleep(0.2)
+    except BaseException:
+        for node in started:
+            node.destroy()
+        raise
