@@ -225,3 +225,28 @@ def test_the_database_down_is_503_whatever_the_cluster_says():
 )
 def test_cluster_info_problems(info, expected):
     assert cluster_info_problems(info) == expected
+
+
+def test_readiness_takes_no_half_open_probe_and_closes_the_breaker_only_when_whole():
+    import time
+
+    nodes = [FakeNode("a:1"), FakeNode("b:2", up=False)]
+    client, cache = cluster_client_for(FakeDatabase(), FakeCluster(nodes))
+    cache.breaker.failure()  # a page's command failed: open for the cooldown
+    cache.last_error = "ConnectionError: Error 111 connecting to b:2"
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200
+    assert ready.json["redis"] == (
+        "degraded: circuit breaker open after ConnectionError: Error 111 connecting to b:2"
+    )
+    cache.breaker._open_until = time.monotonic() - 1  # the cooldown is over: half-open
+    ready = client.get("/healthz/ready")
+    assert ready.json["redis"] == "degraded: 1 of 2 primaries do not answer"
+    assert cache.breaker.state == "half-open"
+    assert cache.breaker.allow()  # the probe is left to the page's next command
+    cache.breaker.failure()
+    cache.breaker._open_until = time.monotonic() - 1
+    nodes[1].up = True
+    ready = client.get("/healthz/ready")
+    assert ready.json == {"status": "ok", "postgresql": "ok", "redis": "ok"}
+    assert cache.breaker.state == "closed"

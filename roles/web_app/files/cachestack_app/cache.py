@@ -307,15 +307,18 @@ class Cache:
         Cluster mode: every primary of the client's table is PINGed and one that answers
         is asked CLUSTER INFO. Some primaries silent, or the cluster's own state not ok
         (cluster_state, slots in pfail or fail), is a partial failure: it is reported, and
-        neither opens the breaker nor drops the client, since the page's slot may well be
-        served (the page's own commands open the breaker if it is not). A PING that fails
-        makes redis-py read the topology again, so a promoted replica shows at the next
-        check. Only when no primary answers is it a failure, as a failed PING is standalone.
+        neither opens nor closes the breaker nor drops the client, since the page's slot
+        may well be served (the page's own commands open the breaker if it is not, and
+        probe it when half-open). A PING that fails makes redis-py read the topology
+        again, so a promoted replica shows at the next check. Only when no primary answers
+        is it a failure, as a failed PING is standalone; only a whole cluster closes it.
         """
         if not self.config.cluster:
             self.ping()
             return ""
-        if not self.breaker.allow():
+        # Not through allow(): readiness takes no half-open probe (a partial answer would
+        # neither close nor reopen it); the page's next command probes.
+        if self.breaker.state == "open":
             raise CacheUnavailable("circuit breaker open")
         try:
             client = self._shared_client()
@@ -335,13 +338,14 @@ class Cache:
                 error = exc
         if info is None:  # no primary answered
             return self._failed(error or CacheUnavailable("no primary in the cluster's table"))
-        self.breaker.success()
         problems = []
         if silent:
             problems.append(f"{len(silent)} of {len(primaries)} primaries do not answer")
         state = cluster_info_problems(info)
         if state:
             problems.append(state)
+        if not problems:  # the whole cluster answers: as a PING that succeeds standalone
+            self.breaker.success()
         return "; ".join(problems)
 
     def _failed(self, exc: BaseException) -> NoReturn:
