@@ -493,7 +493,7 @@ def test_a_port_held_by_another_program_stops_before_anything_changes(
     assert get().status == 200
 
 
-# The fault and security checks run after the tests above, on the same sandbox. They
+# The fault, security and cache-reshape checks run after the tests above, on the same sandbox. They
 # live in their own files but are collected here, in this order: one module is what
 # keeps them on one xdist worker (--dist loadfile) and after the deploy tests.
 # pylint: disable=wrong-import-position,unused-import
@@ -522,5 +522,13 @@ from tests.e2e.sandbox_security import (  # noqa: E402, F401
     test_postgresql_refuses_clients_other_than_the_web_host,
     test_a_certificate_near_its_expiry_is_renewed_and_served,
     test_only_127_0_0_1_8080_is_published,
+)
+from tests.e2e.sandbox_reshape import (  # noqa: E402, F401
+    test_one_to_three_shards_online,
+    test_three_shards_speak_tls_with_auth_only,
+    test_a_stopped_primary_fails_over_and_the_next_run_repairs_it,
+    test_three_to_two_shards_online,
+    test_no_secret_in_the_runs_output,
+    test_the_cache_goes_back_to_the_default_shape,
 )
 # isort: on

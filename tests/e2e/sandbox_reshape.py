@@ -1,6 +1,6 @@
 """The sandbox's cache reshaped online and repaired after a failover (issue 25), on the
-deployed sandbox the other e2e files share (tests/e2e/conftest.py). It leaves the cache as
-it found it, the default 1 shard x 1 replica.
+deployed sandbox; collected by test_sandbox.py after its own tests. Its last test puts
+the cache back to the default 1 shard x 1 replica.
 
 Shard k's nodes are on 6379 + 6k (primary) and 6379 + 6k + 1 (replica). Each reshape is a
 rerun of site.yml with -e cachestack_cache_shards=N under a request loop to 127.0.0.1:8080
@@ -13,9 +13,6 @@ it again as a replica (changed) and the one after changes nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from tests.e2e.sandbox import (
     CACHE_KEY,
@@ -36,16 +33,6 @@ from tests.e2e.sandbox import (
 FAILOVER_S = 10
 THREE = ["6379", "6380", "6385", "6386", "6391", "6392"]
 KEYS = {f"e2e:reshape:{i}": f"before {i}" for i in range(64)}
-
-
-@pytest.fixture(scope="module")
-def default_shape_after(first_deploy: PlaybookRun) -> Iterator[None]:
-    """Put the cache back to the default shape whatever happened, for the next files."""
-    yield
-    back = ansible_playbook("site.yml")
-    assert back.returncode == 0, back.tail(120)
-    assert cache_units() == ["6379", "6380"]
-    assert cluster_info()["cluster_state"] == "ok"
 
 
 def reshape(shards: int) -> tuple[PlaybookRun, RequestLoop]:
@@ -78,7 +65,7 @@ def check_shape(ports: list[str], shards: int) -> None:
     assert sum("slave" in n["flags"] for n in nodes) == len(ports) - shards
 
 
-def test_one_to_three_shards_online(default_shape_after: None) -> None:
+def test_one_to_three_shards_online(first_deploy: PlaybookRun) -> None:
     assert cache_units() == ["6379", "6380"]
     for key, value in KEYS.items():
         assert redis_cli("6379", "SET", key, value).strip() == "OK"
@@ -101,7 +88,7 @@ def test_one_to_three_shards_online(default_shape_after: None) -> None:
     assert get().status == 200
 
 
-def test_three_shards_speak_tls_with_auth_only(default_shape_after: None) -> None:
+def test_three_shards_speak_tls_with_auth_only(first_deploy: PlaybookRun) -> None:
     for port in THREE:
         plain = in_container(
             "cachestack-cache", "valkey-cli", "-h", "127.0.0.1", "-p", port, "PING", check=False
@@ -127,7 +114,7 @@ def test_three_shards_speak_tls_with_auth_only(default_shape_after: None) -> Non
 
 
 def test_a_stopped_primary_fails_over_and_the_next_run_repairs_it(
-    default_shape_after: None,
+    first_deploy: PlaybookRun,
 ) -> None:
     # The primary holding the page's key, and its replica.
     slot = int(redis_cli("6379", "CLUSTER", "KEYSLOT", CACHE_KEY).strip())
@@ -176,7 +163,7 @@ def test_a_stopped_primary_fails_over_and_the_next_run_repairs_it(
     assert again.changed_hosts() == {}, again.tail(200)
 
 
-def test_three_to_two_shards_online(default_shape_after: None) -> None:
+def test_three_to_two_shards_online(first_deploy: PlaybookRun) -> None:
     run, loop = reshape(2)
     assert run.returncode == 0, run.tail(120)
     print(f"3 -> 2 shards: {run.seconds:.0f} s; {loop.summary()}")
@@ -199,10 +186,18 @@ def test_three_to_two_shards_online(default_shape_after: None) -> None:
     assert again.changed_hosts() == {}, again.tail(200)
 
 
-def test_no_secret_in_the_runs_output(default_shape_after: None) -> None:
+def test_no_secret_in_the_runs_output(first_deploy: PlaybookRun) -> None:
     token = secret("cache_auth_token")
     run = ansible_playbook("site.yml", "--check", "--diff", "-e", "cachestack_cache_shards=1")
     assert run.returncode == 0, run.tail(120)
     assert token not in run.output
     # The plan names the moves back to one shard and the nodes that would leave.
     assert "move slots" in run.output or "CLUSTER SETSLOT" in run.output, run.tail(200)
+
+
+def test_the_cache_goes_back_to_the_default_shape(first_deploy: PlaybookRun) -> None:
+    """Last, whatever happened above: the tests collected after these meet 1 x 1."""
+    back = ansible_playbook("site.yml")
+    assert back.returncode == 0, back.tail(120)
+    assert cache_units() == ["6379", "6380"]
+    assert cluster_info()["cluster_state"] == "ok"
