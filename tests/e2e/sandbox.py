@@ -172,6 +172,102 @@ def psql_argv(sql: str) -> list[str]:
     return ["su", "postgres", "-c", f"psql -d cachestack -tAc {shlex.quote(sql)}"]
 
 
+class RequestLoop:
+    """Requests the page from 127.0.0.1:8080 in a thread until stopped, at most
+    ``max_requests`` times and ``max_seconds`` long, a pause between requests. A request
+    that raises (refused, reset, timed out) or answers 5xx is a failure."""
+
+    def __init__(
+        self, max_requests: int = 3000, max_seconds: float = 900, pause: float = 0.1
+    ) -> None:
+        import threading
+
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.pause = pause
+        self.statuses: dict[int, int] = {}
+        self.cache: dict[str, int] = {}
+        self.failures: list[str] = []
+        self.served = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while (
+            not self._stop.is_set()
+            and self.served + len(self.failures) < self.max_requests
+            and time.monotonic() < deadline
+        ):
+            try:
+                page = get(timeout=30)
+            except OSError as error:
+                self.failures.append(repr(error))
+            else:
+                self.statuses[page.status] = self.statuses.get(page.status, 0) + 1
+                label = page.headers.get("X-Cache", "-")
+                self.cache[label] = self.cache.get(label, 0) + 1
+                if page.status >= 500:
+                    self.failures.append(f"{page.status}: {page.body[:200]}")
+                else:
+                    self.served += 1
+            time.sleep(self.pause)
+
+    def __enter__(self) -> RequestLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def summary(self) -> str:
+        return f"served {self.served}, statuses {self.statuses}, X-Cache {self.cache}"
+
+
+def cluster_nodes(port: str = "6379") -> list[dict[str, str]]:
+    """CLUSTER NODES of the cache node on ``port``: id, port, flags, primary, slots."""
+    nodes = []
+    for line in redis_cli(port, "CLUSTER", "NODES").splitlines():
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        nodes.append(
+            {
+                "id": fields[0],
+                "port": fields[1].split("@")[0].rsplit(":", 1)[1],
+                "flags": fields[2],
+                "primary": fields[3],
+                "slots": " ".join(f for f in fields[8:] if not f.startswith("[")),
+            }
+        )
+    return nodes
+
+
+def cluster_info(port: str = "6379") -> dict[str, str]:
+    return dict(
+        line.strip().split(":", 1)
+        for line in redis_cli(port, "CLUSTER", "INFO").splitlines()
+        if ":" in line
+    )
+
+
+def cache_units() -> list[str]:
+    """The cache node units that are active, by port."""
+    listed = in_container(
+        "cachestack-cache",
+        "systemctl",
+        "list-units",
+        "--plain",
+        "--no-legend",
+        "--state=active",
+        "valkey-server@*",
+    ).stdout
+    return sorted(
+        line.split()[0].split("@")[1].split(".")[0] for line in listed.splitlines() if line.strip()
+    )
+
+
 # The web fleet (cachestack_web_count of 2 or more): cachestack-web-2, ... and the balancer.
 BALANCER = "cachestack-lb"
 FLEET_CONTAINER = re.compile(r"^cachestack-web-[0-9]+$|^cachestack-lb$")
