@@ -230,7 +230,7 @@ def cliff_load(url: str, seconds: float, connections: int) -> list[tuple[float, 
         with lock:
             results.extend(mine)
 
-    threads = [threading.Thread(target=connection) for _ in range(connections)]
+    threads = [threading.Thread(target=connection) for _connection in range(connections)]
     for thread in threads:
         thread.start()
     for thread in threads:

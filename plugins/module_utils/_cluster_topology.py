@@ -613,7 +613,7 @@ def plan(shape: Shape, views: dict, settings=None, live=None) -> Plan:
             count[port] = count.get(port, 0) + 1
     stale_slots = {}
     for node in stale.values():
-        stale_slots[node.node_id] = [r for r in node.slots]
+        stale_slots[node.node_id] = list(node.slots)
     takeovers, early_replicas, addslots, replicas_first, replicas_last = [], [], [], [], []
     failovers = []
     leader_of, after = {}, {}

@@ -38,7 +38,7 @@ description:
   - Online resharding. More O(shards) - the new nodes (already running on their ports)
     are met and each shard's range is moved to its new primary. Fewer O(shards) - the
     leaving shards' slots move onto the remaining ones first, then their nodes leave as
-    above (stopping them is the caller's job, as O(removed) lists them). Fewer
+    above (stopping them is the caller's job, as the returned RV(removed) lists them). Fewer
     O(replicas_per_shard) - the surplus replicas leave the same way; if a leaving replica
     had been promoted, a remaining node of its shard takes over first with its agreement
     (C(CLUSTER FAILOVER)).

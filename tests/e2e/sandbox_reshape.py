@@ -123,7 +123,7 @@ def test_a_stopped_primary_fails_over_and_the_next_run_repairs_it(
 
     def holds(node: dict[str, str]) -> bool:
         for entry in node["slots"].split():
-            first, _, last = entry.partition("-")
+            first, _dash, last = entry.partition("-")
             if int(first) <= slot <= int(last or first):
                 return True
         return False

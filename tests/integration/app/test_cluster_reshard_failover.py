@@ -208,7 +208,7 @@ def test_a_dead_primary_gives_bypass_then_hit_after_its_replica_takes_over(
     seen = pages.finish()
 
     outcomes = Counter(seen)
-    assert {status for status, _ in seen} == {200}, outcomes  # zero 5xx
+    assert {status for status, _outcome in seen} == {200}, outcomes  # zero 5xx
     assert outcomes[(200, "BYPASS")] > 0, outcomes  # while the slot had no primary
     assert set(outcomes) <= {(200, "HIT"), (200, "BYPASS"), (200, "MISS")}, outcomes
     first_bypass = seen.index((200, "BYPASS"))
@@ -222,8 +222,8 @@ def test_a_dead_primary_gives_bypass_then_hit_after_its_replica_takes_over(
     assert counted["bypasses"] == outcomes[(200, "BYPASS")], counted
     assert counted["retries"] >= 1, counted
     # Readiness: 200 throughout, degraded while the slot had no primary, ok after.
-    assert {code for code, _, _ in readiness} == {200}, readiness
-    assert "degraded" in {status for _, status, _ in readiness}, readiness
+    assert {code for code, _status, _redis in readiness} == {200}, readiness
+    assert "degraded" in {status for _code, status, _redis in readiness}, readiness
     after = client.get("/healthz/ready")
     assert after.status_code == 200 and after.json["status"] == "ok", after.json
     assert sharded.password not in str(readiness)
@@ -265,8 +265,8 @@ def test_another_shard_down_leaves_the_page_hit_and_readiness_degraded(
     print(f"other shard down: pages {dict(outcomes)}; readiness {Counter(readiness)}")
     assert len(seen) > 50 and set(outcomes) == {(200, "HIT")}, outcomes
     assert delta(before)["bypasses"] == 0
-    assert {code for code, _, _ in readiness} == {200}, readiness
-    degraded = [redis for _, status, redis in readiness if status == "degraded"]
+    assert {code for code, _status, _redis in readiness} == {200}, readiness
+    degraded = [redis for _code, status, redis in readiness if status == "degraded"]
     assert degraded, readiness
     assert all(r.startswith("degraded: ") for r in degraded), degraded
     assert any("primaries do not answer" in r or "cluster_state" in r for r in degraded), degraded

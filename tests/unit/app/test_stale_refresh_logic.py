@@ -152,7 +152,7 @@ def test_xfetch_chance_rises_as_expiry_nears():
     fresh = entry(fresh_until=100.0, delta=2.0)
 
     def share(now: float) -> float:
-        return sum(xfetch_due(fresh, now, 1.0, 1.0 - rng.random()) for _ in range(20_000)) / 20_000
+        return sum(xfetch_due(fresh, now, 1.0, 1.0 - rng.random()) for _i in range(20_000)) / 20_000
 
     # P = exp(-(fresh_until - now) / (delta * beta)).
     for left in (0.5, 2.0, 6.0):

@@ -466,7 +466,7 @@ def apply_moves(nodes: dict[int, Node], plan: ct.Plan) -> None:
         for node in (src, dst):
             kept = []
             for first, last in node.slots:
-                kept += [(x, y) for x, y in ((first, min(last, a - 1)), (max(first, b + 1), last))]
+                kept += [(first, min(last, a - 1)), (max(first, b + 1), last)]
             node.slots = [(x, y) for x, y in kept if x <= y]
             node.migrating = {s: t for s, t in node.migrating.items() if not a <= s <= b}
             node.importing = {s: t for s, t in node.importing.items() if not a <= s <= b}
