@@ -3,14 +3,11 @@ recaps, run commands inside the containers, and request pages from 127.0.0.1:808
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -271,7 +268,6 @@ def cache_units() -> list[str]:
 # The web fleet (cachestack_web_count of 2 or more): cachestack-web-2, ... and the balancer.
 BALANCER = "cachestack-lb"
 FLEET_CONTAINER = re.compile(r"^cachestack-web-[0-9]+$|^cachestack-lb$")
-SANDBOX_LOCK = Path(tempfile.gettempdir()) / "cachestack-e2e-sandbox.lock"
 
 
 def fleet_containers() -> list[str]:
@@ -289,23 +285,3 @@ def haproxy_servers() -> dict[str, dict[str, str]]:
     header = lines[0].lstrip("# ").split(",")
     rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
     return {row["svname"]: row for row in rows if row.get("svname") not in ("BACKEND", "FRONTEND")}
-
-
-@contextlib.contextmanager
-def sandbox_session_lock(seconds: float = 3600):
-    """Holds the shared sandbox for this pytest process (an exclusive flock every e2e module
-    that changes the sandbox's shape takes), waiting at most `seconds` for another to finish."""
-    with SANDBOX_LOCK.open("w") as handle:
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError as error:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{SANDBOX_LOCK} still held after {seconds} s") from error
-                time.sleep(2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

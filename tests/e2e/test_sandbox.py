@@ -493,9 +493,10 @@ def test_a_port_held_by_another_program_stops_before_anything_changes(
     assert get().status == 200
 
 
-# The fault, security and cache-reshape checks run after the tests above, on the same sandbox. They
-# live in their own files but are collected here, in this order: one module is what
-# keeps them on one xdist worker (--dist loadfile) and after the deploy tests.
+# The fault, security, cache-reshape and web-fleet checks run after the tests above, on
+# the same sandbox. They live in their own files but are collected here, in this order:
+# one module is what keeps them on one xdist worker (--dist loadfile) and after the
+# deploy tests.
 # pylint: disable=wrong-import-position,unused-import
 # isort: off
 from tests.e2e.sandbox_faults import (  # noqa: E402, F401
@@ -530,5 +531,14 @@ from tests.e2e.sandbox_reshape import (  # noqa: E402, F401
     test_three_to_two_shards_online,
     test_no_secret_in_the_runs_output,
     test_the_cache_goes_back_to_the_default_shape,
+)
+from tests.e2e.sandbox_fleet import (  # noqa: E402, F401
+    fleet,
+    test_two_web_hosts_serve_behind_the_balancer,
+    test_a_page_cached_through_one_host_is_a_hit_through_the_other,
+    test_a_rollout_under_load_fails_no_request_and_drains_each_host_in_turn,
+    test_a_stopped_web_host_is_taken_out_and_the_next_run_brings_it_back,
+    test_back_to_one_web_host_the_sandbox_is_as_before,
+    test_a_count_of_zero_or_not_a_number_is_refused_first,
 )
 # isort: on

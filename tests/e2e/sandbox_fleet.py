@@ -1,12 +1,11 @@
 """The sandbox as a web fleet (issue 24): cachestack_web_count=2 puts HAProxy (cachestack-lb)
 on 127.0.0.1:8080 in front of cachestack-web and cachestack-web-2; both serve, they share
 the cache, a rollout under load fails no request and drains each host in turn, a stopped
-web container is taken out and the next run brings it back. The module ends with the
-sandbox back at one web host, as the other e2e tests know it.
+web container is taken out and the next run brings it back. Collected last by
+test_sandbox.py, on the sandbox its tests share (one module keeps every e2e test on one
+xdist worker); the sandbox ends back at one web host.
 
-The fleet is built once for the module (its slow runs happen once) and the whole module
-holds the sandbox's lock (sandbox.py), so it never changes the sandbox's shape under
-another e2e module that takes the lock too. All traffic goes to 127.0.0.1."""
+The fleet is built once (its slow runs happen once). All traffic goes to 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -30,7 +29,6 @@ from tests.e2e.sandbox import (
     haproxy_servers,
     in_container,
     redis_cli,
-    sandbox_session_lock,
     wait_for,
 )
 
@@ -62,7 +60,7 @@ class RequestLoop:
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._run) for _ in range(self.threads)]
+        self._workers = [threading.Thread(target=self._run) for _thread in range(self.threads)]
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
@@ -120,7 +118,7 @@ def handlers_changed(run: PlaybookRun, host: str) -> list[str]:
 
 
 def served_by(requests: int = 40) -> Counter:
-    pages = [get(timeout=60) for _ in range(requests)]
+    pages = [get(timeout=60) for _request in range(requests)]
     assert [p.status for p in pages] == [200] * requests, [p.status for p in pages]
     return Counter(header(p.headers, "X-Served-By") for p in pages)
 
@@ -153,16 +151,16 @@ def quiet_spells(answers: list[Answer], host: str, seconds: float) -> list[tuple
 
 
 @pytest.fixture(scope="module")
-def fleet() -> Iterator[PlaybookRun]:
-    with sandbox_session_lock():
-        run = ansible_playbook("site.yml", *FLEET)
-        try:
-            assert run.returncode == 0, run.tail(120)
-            yield run
-        finally:
-            # Back to one web host whatever happened, as the other e2e tests know the sandbox.
-            if fleet_containers():
-                ansible_playbook("site.yml")
+def fleet(first_deploy: PlaybookRun) -> Iterator[PlaybookRun]:
+    """Built once, by the first test that asks; back to one web host at the end of the
+    module (test_sandbox.py, which collects these tests last) whatever happened."""
+    run = ansible_playbook("site.yml", *FLEET)
+    try:
+        assert run.returncode == 0, run.tail(120)
+        yield run
+    finally:
+        if fleet_containers():
+            ansible_playbook("site.yml")
 
 
 def test_two_web_hosts_serve_behind_the_balancer(fleet: PlaybookRun) -> None:
