@@ -71,21 +71,22 @@ KEYS_BATCH = 100
 
 def our_app(name: str, workdir: Path, pg: Any, cluster: ShardedCluster) -> App:
     """cachestack_app against ``cluster``, configured as the app role configures it."""
-    password_file = workdir / f"{name}.redis-password"
+    slug = name.replace(" ", "-")
+    password_file = workdir / f"{slug}.redis-password"
     password_file.write_text(cluster.password + "\n")
     password_file.chmod(0o600)
     node = cluster.primaries[0]
-    ini = workdir / f"{name}.ini"
+    ini = workdir / f"{slug}.ini"
     ini.write_text(
         f"[postgresql]\nhost = {pg.host}\nport = {pg.port}\ndbname = bench\n"
         f"user = {pg.user}\npassword = {pg.password}\nsslmode = disable\n\n"
         f"[redis]\nhost = {node.host}\nport = {node.port}\npassword_file = {password_file}\n"
         f"ssl = true\nssl_ca_certs = {cluster.ca_file}\ncluster = true\nsocket_timeout = 0.2\n\n"
         f"[cache]\nttl = 300\nstale_ttl = 600\nlocal_ttl = 0\n"
-        f"namespace = {name.replace(' ', '-')}\n"
+        f"namespace = {slug}\n"
     )
     ini.chmod(0o600)
-    metrics_dir = workdir / f"metrics-{name.replace(' ', '-')}"
+    metrics_dir = workdir / f"metrics-{slug}"
     metrics_dir.mkdir()
     return App(
         name,
