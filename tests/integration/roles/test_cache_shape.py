@@ -82,12 +82,13 @@ def test_a_shape_elasticache_refuses_stops_the_run_first(
 def test_an_allowed_shape_passes_the_check() -> None:
     shape = {"cachestack_cache_shards": 3, "cachestack_cache_replicas": 2}
     returncode, output = provision("aws", shape)
-    # The next check (no SSH CIDR given) is what stops this run, before any AWS call.
+    # The fleet's two checks pass; the next one (no SSH CIDR given) is what stops this
+    # run, before any AWS call.
     assert returncode != 0, output[-3000:]
     assert f"TASK [{SHAPE_TASK}]" in output
     assert "cachestack_ssh_cidrs" in output, output[-3000:]
     recap = RECAP.search(output)
-    assert recap and recap.groups() == ("1", "0", "1"), output[-3000:]
+    assert recap and recap.groups() == ("3", "0", "1"), output[-3000:]
 
 
 def test_the_defaults_are_one_shard_and_one_replica() -> None:
