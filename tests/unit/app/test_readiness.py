@@ -128,9 +128,16 @@ class FakeCluster:
     """What Cache.health calls on a RedisCluster: its primaries, and PING / CLUSTER INFO
     sent to one of them."""
 
-    def __init__(self, nodes: list[FakeNode], info: str = INFO_OK):
+    def __init__(self, nodes: list[FakeNode], info: str = INFO_OK, after_reread=None):
         self.nodes = nodes
         self.info = info
+        # The primaries a fresh read of the topology finds (None: the same as before).
+        self.after_reread = after_reread
+        self.nodes_manager = self
+
+    def initialize(self) -> None:
+        if self.after_reread is not None:
+            self.nodes = self.after_reread
 
     def get_primaries(self) -> list[FakeNode]:
         return self.nodes
@@ -176,6 +183,17 @@ def test_a_cluster_partly_down_is_degraded_and_leaves_the_breaker_closed():
         " cluster_slots_fail 5461",
     }
     # The page's own slot may be served: readiness does not make the page bypass.
+    assert cache.breaker.state == "closed"
+
+
+def test_a_node_that_left_the_cluster_is_not_a_silent_primary_once_the_table_is_reread():
+    # After 3 -> 2 shards the client's table still holds the node that left (stopped):
+    # readiness reads the topology again before it calls the cache degraded.
+    left = [FakeNode("a:1"), FakeNode("b:2"), FakeNode("gone:3", up=False)]
+    fake = FakeCluster(left, after_reread=left[:2])
+    client, cache = cluster_client_for(FakeDatabase(), fake)
+    ready = client.get("/healthz/ready")
+    assert ready.json == {"status": "ok", "postgresql": "ok", "redis": "ok"}
     assert cache.breaker.state == "closed"
 
 

@@ -325,17 +325,17 @@ class Cache:
             primaries = client.get_primaries()
         except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
             return self._failed(exc)
-        silent: list[str] = []
-        info: Any = None
-        error: Exception | None = None
-        for node in primaries:
+        silent, info, error = _ask_primaries(client, primaries)
+        if silent:
+            # The table may be out of date: a node that left the cluster (fewer shards) is
+            # no primary that does not answer. Read the topology again and ask once more.
             try:
-                client.execute_command("PING", target_nodes=node)
-                if info is None:
-                    info = client.execute_command("CLUSTER INFO", target_nodes=node)
-            except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
-                silent.append(node.name)
-                error = exc
+                client.nodes_manager.initialize()
+                primaries = client.get_primaries()
+            except (redis.RedisError, redis.exceptions.RedisClusterException, OSError):
+                log.debug("reading the cluster's topology again failed")
+            else:
+                silent, info, error = _ask_primaries(client, primaries)
         if info is None:  # no primary answered
             return self._failed(error or CacheUnavailable("no primary in the cluster's table"))
         problems = []
@@ -353,6 +353,23 @@ class Cache:
         self._drop_cluster_client()
         self.last_error = f"{exc.__class__.__name__}: {exc}"[:200]
         raise CacheUnavailable(self.last_error) from None
+
+
+def _ask_primaries(client: Any, primaries: list[Any]) -> tuple[list[str], Any, Exception | None]:
+    """PING every primary and ask the first that answers CLUSTER INFO: (the names of those
+    that did not answer, the info or None, the last error)."""
+    silent: list[str] = []
+    info: Any = None
+    error: Exception | None = None
+    for node in primaries:
+        try:
+            client.execute_command("PING", target_nodes=node)
+            if info is None:
+                info = client.execute_command("CLUSTER INFO", target_nodes=node)
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+            silent.append(node.name)
+            error = exc
+    return silent, info, error
 
 
 def cluster_info_problems(info: Any) -> str:
