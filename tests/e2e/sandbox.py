@@ -164,6 +164,14 @@ def redis_cli(port: str, *command: str) -> str:
     ).stdout
 
 
+def forget_page() -> None:
+    """Delete the cached page once no refresh holds its lock: a stale or early refresh the
+    app runs in the background (up to the slow query's 5 s) would otherwise write the page
+    back right after the delete, and the next visit would be a HIT, not the MISS expected."""
+    wait_for(lambda: redis_cli("6379", "EXISTS", CACHE_KEY + ":lock").strip() == "0", 60)
+    redis_cli("6379", "DEL", CACHE_KEY)
+
+
 def psql_argv(sql: str) -> list[str]:
     """psql as the superuser in the database container, on the app's database."""
     return ["su", "postgres", "-c", f"psql -d cachestack -tAc {shlex.quote(sql)}"]

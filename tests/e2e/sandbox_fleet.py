@@ -18,17 +18,16 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.e2e.sandbox import (
-    CACHE_KEY,
     CONTAINERS,
     PlaybookRun,
     ansible_playbook,
     docker,
     existing_containers,
     fleet_containers,
+    forget_page,
     get,
     haproxy_servers,
     in_container,
-    redis_cli,
     wait_for,
 )
 
@@ -176,7 +175,7 @@ def test_two_web_hosts_serve_behind_the_balancer(fleet: PlaybookRun) -> None:
 
 
 def test_a_page_cached_through_one_host_is_a_hit_through_the_other(fleet: PlaybookRun) -> None:
-    redis_cli("6379", "DEL", CACHE_KEY)
+    forget_page()
     first = page_on("cachestack-web")
     assert first == (200, "MISS", "cachestack-web"), first
     second = page_on("cachestack-web-2")

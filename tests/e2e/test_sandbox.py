@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.sandbox import (
-    CACHE_KEY,
     CONTAINERS,
     PAGE_URL,
     ROOT,
@@ -28,6 +27,7 @@ from tests.e2e.sandbox import (
     ansible_playbook,
     container_id,
     existing_containers,
+    forget_page,
     get,
     in_container,
     psql_argv,
@@ -84,7 +84,7 @@ def test_the_deploy_checked_the_page_through_the_cache(first_deploy: PlaybookRun
 
 
 def test_a_cold_visit_is_the_slow_query_then_the_cache_answers(first_deploy: PlaybookRun) -> None:
-    redis_cli("6379", "DEL", CACHE_KEY)
+    forget_page()
     first = get(timeout=60)
     assert first.status == 200, first.body
     assert first.headers["X-Cache"] == "MISS"
@@ -347,7 +347,7 @@ def test_a_new_secret_is_planned_then_applied(
     assert login(new) == accepted
     assert refused in login(old)
     # The page needs both: a MISS queries PostgreSQL, then a HIT comes from Redis.
-    redis_cli("6379", "DEL", CACHE_KEY)
+    forget_page()
     wait_for(lambda: get(timeout=60).headers.get("X-Cache") == "HIT", 60)
     for output in (plan.output, run.output):
         assert new not in output
