@@ -407,6 +407,28 @@ def main() -> None:
     print_cliff(args, cliffs)
 
 
+def print_rounds(results: dict[str, list[dict[str, Any]]]) -> None:
+    """Each app's wrk figures per round, then each app's medians (apps in ``results``'
+    order, the same number of rounds each)."""
+    header = f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}{'split':>8}"
+    print(header)
+    print("-" * len(header))
+    for index in range(len(next(iter(results.values())))):
+        for name, rows in results.items():
+            row = rows[index]
+            print(
+                f"{f'r{index + 1} {name}':<22}{row['rps']:>10.0f}{row['p50']:>10.2f}"
+                f"{row['p99']:>10.2f}{row['non2xx']:>9.0f}{row['split']:>8}"
+            )
+    print("-" * len(header))
+    for name, rows in results.items():
+        print(
+            f"{f'median {name}':<22}{statistics.median(x['rps'] for x in rows):>10.0f}"
+            f"{statistics.median(x['p50'] for x in rows):>10.2f}"
+            f"{statistics.median(x['p99'] for x in rows):>10.2f}"
+        )
+
+
 def print_table(
     args: argparse.Namespace,
     results: dict[str, list[dict[str, Any]]],
@@ -421,23 +443,7 @@ def print_table(
         f"on 127.0.0.1, gunicorn {' '.join(gunicorn_args(args))}, {len(ours)} rounds "
         "alternating"
     )
-    header = f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}{'split':>8}"
-    print(header)
-    print("-" * len(header))
-    for index in range(len(ours)):
-        for name, rows in results.items():
-            row = rows[index]
-            print(
-                f"{f'r{index + 1} {name}':<22}{row['rps']:>10.0f}{row['p50']:>10.2f}"
-                f"{row['p99']:>10.2f}{row['non2xx']:>9.0f}{row['split']:>8}"
-            )
-    print("-" * len(header))
-    for name, rows in results.items():
-        print(
-            f"{f'median {name}':<22}{statistics.median(x['rps'] for x in rows):>10.0f}"
-            f"{statistics.median(x['p50'] for x in rows):>10.2f}"
-            f"{statistics.median(x['p99'] for x in rows):>10.2f}"
-        )
+    print_rounds(results)
     ratio = statistics.median(ratios)
     p99 = statistics.median(x["p99"] for x in ours)
     print(

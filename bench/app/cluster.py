@@ -54,6 +54,7 @@ from bench.app.__main__ import (
     fetch,
     gunicorn_args,
     measure,
+    print_rounds,
     run_wrk,
     wait_listening,
 )
@@ -279,23 +280,7 @@ def print_tables(
         f"on 127.0.0.1, gunicorn {' '.join(gunicorn_args(args))}, {args.rounds} rounds "
         "alternating"
     )
-    header = f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}{'split':>8}"
-    print(header)
-    print("-" * len(header))
-    for index in range(args.rounds):
-        for name, rows in results.items():
-            row = rows[index]
-            print(
-                f"{f'r{index + 1} {name}':<22}{row['rps']:>10.0f}{row['p50']:>10.2f}"
-                f"{row['p99']:>10.2f}{row['non2xx']:>9.0f}{row['split']:>8}"
-            )
-    print("-" * len(header))
-    for name, rows in results.items():
-        print(
-            f"{f'median {name}':<22}{statistics.median(x['rps'] for x in rows):>10.0f}"
-            f"{statistics.median(x['p50'] for x in rows):>10.2f}"
-            f"{statistics.median(x['p99'] for x in rows):>10.2f}"
-        )
+    print_rounds(results)
     one, three, floor = results[ONE], results[THREE], results[FLOOR]
     print(
         f"req/s, 3 shards / 1 shard: "
