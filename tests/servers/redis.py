@@ -48,7 +48,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,6 +348,19 @@ class RedisClusterServer(container.Destroyable):
             node.destroy()
 
 
+def _replicate_once_known(deadline: float, execute: Callable[..., Any], *command: Any) -> None:
+    """``execute(*command)`` (a CLUSTER REPLICATE), retried every 0.1 s until the replica
+    has heard of its primary through the cluster bus, up to ``deadline`` (monotonic)."""
+    while True:
+        try:
+            execute(*command)
+            return
+        except Exception:  # the replica does not know the primary yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def _cluster_info(node: RedisServer) -> dict[str, str]:
     client = node.client()
     try:
@@ -378,14 +391,7 @@ def start_redis_cluster(
             primary_id = pc.execute_command("CLUSTER MYID")
             primary_id = primary_id.decode() if isinstance(primary_id, bytes) else primary_id
             deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    rc.execute_command("CLUSTER REPLICATE", primary_id)
-                    break
-                except Exception:  # the replica does not know the primary yet
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            _replicate_once_known(deadline, rc.execute_command, "CLUSTER REPLICATE", primary_id)
             while True:
                 states = [_cluster_info(n).get("cluster_state") for n in nodes]
                 role = rc.info("replication")
@@ -540,14 +546,9 @@ def start_sharded_cluster(
         for k, node in enumerate(primaries):
             primary_id = cluster.node_id(node)
             for replica in shard_replicas[k]:
-                while True:
-                    try:
-                        cluster.command(replica, "CLUSTER REPLICATE", primary_id)
-                        break
-                    except Exception:  # the replica does not know the primary yet
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.1)
+                _replicate_once_known(
+                    deadline, cluster.command, replica, "CLUSTER REPLICATE", primary_id
+                )
         while True:
             states = [_cluster_info(n).get("cluster_state") for n in started]
             known = [int(_cluster_info(n).get("cluster_known_nodes", 0)) for n in started]
