@@ -121,6 +121,18 @@ def shown_on_web_host(run: Run) -> dict[str, Any]:
     return dict(found[0])
 
 
+def added_host_vars(run: Run, task_name: str) -> list[dict[str, Any]]:
+    """The variables an add_host task (a loop) gave each host it added, from the report."""
+    return [
+        item["add_host"]["host_vars"]
+        for play in run.report.get("plays", [])
+        for task in play.get("tasks", [])
+        if task["task"]["name"] == task_name
+        for result in task["hosts"].values()
+        for item in result.get("results", [])
+    ]
+
+
 def load_balancers(url: str) -> list[dict[str, Any]]:
     return list(elbv2(url).describe_load_balancers()["LoadBalancers"])
 
@@ -282,6 +294,12 @@ def test_drain_and_enable_wait_for_the_load_balancer(moto_url: str, aws: Aws) ->
     assert shown["balancer"] == "alb"
     assert shown["url"] == f"http://{load_balancers(moto_url)[0]['DNSName']}"
     assert instance in {i["InstanceId"] for i in web_instances(aws).values()}
+    # nginx on each web host believes X-Forwarded-For from the load balancer's subnets only.
+    trusted = [
+        host["web_nginx_real_ip_from"]
+        for host in added_host_vars(run, "Tell each web host its load balancer")
+    ]
+    assert trusted == [["10.0.1.0/24", SECOND_PUBLIC]] * 2, trusted
     # Drained: no longer registered, and the run lasted the deregistration delay.
     assert instance not in target_health(moto_url, group["TargetGroupArn"])
     assert took >= DEREGISTRATION_DELAY, took
