@@ -9,8 +9,10 @@ The fleet is built once (its slow runs happen once). All traffic goes to 127.0.0
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import pytest
 
 from tests.e2e.sandbox import (
     CONTAINERS,
+    PAGE_URL,
     PlaybookRun,
     ansible_playbook,
     docker,
@@ -133,6 +136,33 @@ def page_on(host: str) -> tuple[int, str, str]:
     return int(status), cache, name
 
 
+def logged_client(forwarded_for: str) -> tuple[str, str]:
+    """Ask 127.0.0.1:8080 for the page with an X-Forwarded-For of the visitor's own; the
+    web host that served it, and the client address its nginx logged for the request."""
+    marker = f"realip-{time.time_ns()}"
+    request = urllib.request.Request(  # noqa: S310 (loopback)
+        f"{PAGE_URL}?{marker}", headers={"X-Forwarded-For": forwarded_for}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (loopback)
+        assert response.status == 200, response.status
+        host = header(dict(response.headers), "X-Served-By") or "?"
+    lines = in_container(host, "grep", "-F", marker, "/var/log/nginx/access.log").stdout
+    (client,) = [line.split()[0] for line in lines.splitlines()]
+    return host, client
+
+
+def network_addresses() -> tuple[list[str], list[str]]:
+    """The docker network's IPv4 gateway(s), and the balancer's address(es) on it."""
+    network = json.loads(docker("network", "inspect", "cachestack"))[0]
+    gateways = [c["Gateway"] for c in network["IPAM"]["Config"] if "." in c.get("Gateway", "")]
+    balancer = [
+        c["IPv4Address"].split("/")[0]
+        for c in network["Containers"].values()
+        if c["Name"] == "cachestack-lb"
+    ]
+    return gateways, balancer
+
+
 def quiet_spells(answers: list[Answer], host: str, seconds: float) -> list[tuple[float, float]]:
     """Stretches of at least `seconds` during which the loop got answers, all from other hosts."""
     spells, start, last_other = [], None, None
@@ -172,6 +202,13 @@ def test_two_web_hosts_serve_behind_the_balancer(fleet: PlaybookRun) -> None:
     counts = served_by(40)
     assert set(counts) == set(WEBS), counts
     assert min(counts.values()) >= 10, counts  # round robin: about 20 each
+
+    # nginx believes the balancer's X-Forwarded-For alone (web_nginx_real_ip_from), to which
+    # HAProxy appends the address it was reached from: the client is the docker gateway
+    # 127.0.0.1:8080 arrives from, not what the visitor wrote nor the balancer itself.
+    gateways, balancer = network_addresses()
+    host, client = logged_client("203.0.113.9")
+    assert [client] == gateways, (host, client, gateways, balancer)
 
 
 def test_a_page_cached_through_one_host_is_a_hit_through_the_other(fleet: PlaybookRun) -> None:
