@@ -11,7 +11,7 @@ The tests run in order and share one stand-in and the stack they build:
 3. A rerun changes nothing.
 4. The rolling configure's hooks (roles/aws_load_balancer tasks_from drain and enable), run
    on a web host as playbooks/configure.yml calls them: drain waits until the target has
-   drained, enable until it is healthy.
+   drained, enable until it is healthy; drain refuses to take out the last healthy target.
 5. Count 2 -> 1 deregisters the surplus instance and waits out its draining before
    terminating it, and the single-instance shape returns (Elastic IP, no load balancer,
    target group, load balancer security group or second subnet, HTTP from the CIDRs).
@@ -316,6 +316,46 @@ def test_drain_and_enable_wait_for_the_load_balancer(moto_url: str, aws: Aws) ->
     assert [c["resource"] for c in calls(moto_url) if c["operation"] == "RegisterTargets"][
         -1
     ] == instance
+
+
+def test_the_drain_of_the_last_healthy_target_is_refused(moto_url: str, aws: Aws) -> None:
+    """The rollout's guard (roles/aws_load_balancer tasks_from drain): with the other
+    instance stopped (its target unused, Target.InvalidState), the drain of the healthy one
+    fails before deregistering it, naming the other and its state; it stays healthy."""
+    (group,) = target_groups(moto_url)
+    instances = web_instances(aws)
+    healthy, other = (instances[f"{STACK}-web-{n}"]["InstanceId"] for n in (1, 2))
+    # Healthy once the stand-in's "initial" state is over (the previous test's enable waited
+    # for it; run alone after the fleet's build, this does).
+    deadline = time.monotonic() + 20
+    while target_health(moto_url, group["TargetGroupArn"]).get(healthy) != "healthy":
+        assert time.monotonic() < deadline, target_health(moto_url, group["TargetGroupArn"])
+        time.sleep(0.5)
+    address = instances[f"{STACK}-web-1"]["PublicIpAddress"]
+    before = len(calls(moto_url))
+    aws.ec2.stop_instances(InstanceIds=[other])
+    try:
+        # Only the running instance is a web host (web[0]); its guard waits 2 s for a peer.
+        run = run_playbook(
+            moto_url,
+            "tests/integration/aws/fleet_hooks.yml",
+            extra={
+                "fleet_deregistration_delay": DEREGISTRATION_DELAY,
+                "fleet_hook": "drain",
+                "cachestack_ready_timeout": 2,
+            },
+        )
+        still = target_health(moto_url, group["TargetGroupArn"])
+    finally:
+        aws.ec2.start_instances(InstanceIds=[other])
+    assert run.returncode != 0, explain(run)
+    said = " ".join(run.stdout.split())
+    assert f"Not draining {address} (instance {healthy}): it is the last server" in said, said
+    assert f"The others: {other}: unused (Target.InvalidState); none served within 2 s" in said
+    assert f"Nothing was changed. Repair {other} first: ansible-playbook site.yml" in said
+    assert still[healthy] == "healthy", still
+    deregistered = [c for c in calls(moto_url)[before:] if c["operation"] == "DeregisterTargets"]
+    assert deregistered == [], deregistered
 
 
 def test_back_to_one_deregisters_then_terminates_and_the_single_shape_returns(
