@@ -229,15 +229,26 @@ class PageService:
 
     # -- the page -------------------------------------------------------------------------
 
+    def near_hit(self) -> tuple[Entry, float] | None:
+        """The near cache's entry and the time now, or None (near cache off, or no fresh
+        copy in this worker). No Redis call; XFetch may start an early refresh, as on
+        any fresh hit. The app's fast path answers HIT-LOCAL from this."""
+        near = self.near
+        if near is None:
+            return None
+        entry = near.get(self.key)
+        if entry is None:
+            return None
+        now = time.time()
+        self._maybe_refresh_early(entry, now)
+        return entry, now
+
     def fetch(self) -> Result:
         result = Result("", "HIT")
+        hit = self.near_hit()
+        if hit is not None:
+            return self._answer(result, hit[0], hit[1], "HIT-LOCAL")
         near = self.near
-        if near is not None:
-            entry = near.get(self.key)
-            if entry is not None:
-                now = time.time()
-                self._maybe_refresh_early(entry, now)
-                return self._answer(result, entry, now, "HIT-LOCAL")
         try:
             entry = self._read(result)
         except CacheUnavailable as exc:
