@@ -4,6 +4,8 @@ starts, as under gunicorn) every worker writes its own files and /metrics adds t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -14,6 +16,33 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as _multiprocess
+from prometheus_client import values as _values
+
+
+def pid_cached_at_fork() -> Callable[[], int]:
+    """This process's id, from a cache that os.register_at_fork renews in every child."""
+    pid = [os.getpid()]
+
+    def renew() -> None:
+        pid[0] = os.getpid()
+
+    os.register_at_fork(after_in_child=renew)
+    return lambda: pid[0]
+
+
+def multiprocess_value_class() -> Any:
+    """prometheus_client's multiprocess value, which asks for the process id on every
+    write (to notice a fork and open the new process's own files): by default with
+    os.getpid(), a system call, four times per page. It takes the id from
+    pid_cached_at_fork() instead: the same id, renewed at each fork (gunicorn forks its
+    workers after --preload built the app and its metrics)."""
+    return _values.MultiProcessValue(process_identifier=pid_cached_at_fork())
+
+
+# Before any metric below exists (each takes the value class when it is made); nothing in
+# this process makes metrics of its own elsewhere, whose files would then be opened twice.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _values.ValueClass = multiprocess_value_class()
 
 REQUESTS = Counter(
     "cachestack_http_requests", "HTTP requests answered.", ["route", "method", "status"]
