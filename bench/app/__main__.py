@@ -154,7 +154,32 @@ def run_wrk(url: str, duration: int, threads: int, connections: int) -> dict[str
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": float(errors.group(1)) if errors else 0}
+    requests = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "non2xx": float(errors.group(1)) if errors else 0,
+        "requests": requests,
+    }
+
+
+def workers(app: App) -> list[str]:
+    """The pids of the app's gunicorn workers (the master's children)."""
+    assert app.process is not None
+    master = app.process.pid
+    return Path(f"/proc/{master}/task/{master}/children").read_text().split()
+
+
+def cpu_seconds(pids: list[str]) -> float:
+    """User plus system CPU time the processes used so far (all their threads)."""
+    ticks = 0
+    for pid in pids:
+        # Fields after the command's closing parenthesis; utime and stime are the 14th
+        # and 15th of /proc/<pid>/stat (proc(5)), the 12th and 13th after it.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def worker_split(app: App) -> str:
@@ -163,9 +188,6 @@ def worker_split(app: App) -> str:
     Workers accept from one shared socket, so which one takes each of wrk's connections
     is a race; a worker holding most of them is the usual cause of a high p99 here.
     """
-    assert app.process is not None
-    master = app.process.pid
-    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     out = subprocess.run(
         ["ss", "-Htnp", "state", "established", f"( sport = :{app.port} )"],
         capture_output=True,
@@ -173,11 +195,15 @@ def worker_split(app: App) -> str:
         check=True,
     ).stdout
     held = re.findall(r"pid=(\d+),", out)
-    return "/".join(str(n) for n in sorted((held.count(w) for w in workers), reverse=True))
+    return "/".join(str(n) for n in sorted((held.count(w) for w in workers(app)), reverse=True))
 
 
 def measure(app: App, args: argparse.Namespace) -> dict[str, Any]:
-    """One wrk run, and the workers' split of its connections sampled half-way through."""
+    """One wrk run, the workers' split of its connections sampled half-way through, and
+    the workers' CPU time per request (us): less swayed by other load on the machine than
+    req/s, as it counts only the time the workers ran, not the time they waited for a CPU."""
+    pids = workers(app)
+    cpu_before = cpu_seconds(pids)
     with ThreadPoolExecutor(max_workers=1) as pool:
         run = pool.submit(run_wrk, app.url, args.duration, args.threads, args.connections)
         time.sleep(args.duration / 2)
@@ -186,7 +212,9 @@ def measure(app: App, args: argparse.Namespace) -> dict[str, Any]:
         except (OSError, subprocess.CalledProcessError) as exc:  # no ss, or no /proc children
             print(f"split not read: {exc}", file=sys.stderr)
             split = "?"
-        return {**run.result(), "split": split}
+        result = run.result()
+    cpu = (cpu_seconds(pids) - cpu_before) / max(result["requests"], 1) * 1e6
+    return {**result, "split": split, "cpu_us": cpu}
 
 
 def stampede(url: str, n: int = 50) -> list[int]:
@@ -368,6 +396,7 @@ def main() -> None:
                 print(
                     f"round {round_no} {app.name:<16} {result['rps']:>9.0f} req/s "
                     f"p50 {result['p50']:.2f} ms p99 {result['p99']:.2f} ms "
+                    f"worker CPU {result['cpu_us']:.0f} us/request "
                     f"connections per worker {result['split']}",
                     flush=True,
                 )
@@ -409,8 +438,10 @@ def main() -> None:
 
 def print_rounds(results: dict[str, list[dict[str, Any]]]) -> None:
     """Each app's wrk figures per round, then each app's medians (apps in ``results``'
-    order, the same number of rounds each)."""
-    header = f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}{'split':>8}"
+    order, the same number of rounds each). cpu us: the workers' CPU time per request."""
+    header = (
+        f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}{'split':>8}{'cpu us':>8}"
+    )
     print(header)
     print("-" * len(header))
     for index in range(len(next(iter(results.values())))):
@@ -419,13 +450,15 @@ def print_rounds(results: dict[str, list[dict[str, Any]]]) -> None:
             print(
                 f"{f'r{index + 1} {name}':<22}{row['rps']:>10.0f}{row['p50']:>10.2f}"
                 f"{row['p99']:>10.2f}{row['non2xx']:>9.0f}{row['split']:>8}"
+                f"{row['cpu_us']:>8.0f}"
             )
     print("-" * len(header))
     for name, rows in results.items():
         print(
             f"{f'median {name}':<22}{statistics.median(x['rps'] for x in rows):>10.0f}"
             f"{statistics.median(x['p50'] for x in rows):>10.2f}"
-            f"{statistics.median(x['p99'] for x in rows):>10.2f}"
+            f"{statistics.median(x['p99'] for x in rows):>10.2f}{'':>17}"
+            f"{statistics.median(x['cpu_us'] for x in rows):>8.0f}"
         )
 
 
@@ -482,6 +515,14 @@ def print_table(
     print(
         f"  near cache on, p99 / the floor's p99: {rounds(near_p99)}"
         f"  [target <= {TARGET_NEAR_P99_VS_FLOOR}]"
+    )
+    # CPU-bound (2 workers on few CPUs), req/s goes as 1 / CPU per request: the floor's
+    # CPU per request over ours is the throughput share the app's own cost allows, read
+    # without the other load that sways req/s from one run to the next.
+    near_cpu = [f["cpu_us"] / n["cpu_us"] for n, f in zip(near, floor, strict=True)]
+    print(
+        f"  near cache on, the floor's worker CPU per request / ours: {rounds(near_cpu)}"
+        f"  [the share the CPU cost allows; target >= {TARGET_NEAR_ON_VS_FLOOR}]"
     )
     print()
     print("stampede: slow queries run by PostgreSQL for 50 concurrent cold requests")
