@@ -3,7 +3,7 @@
 """The rollout's drain guard (playbooks/tasks/balancer.yml): before a web host that
 serves leaves its load balancer, another server of the pool must serve.
 
-Three filters, no I/O (the roles read the balancer and hand the answer here):
+Four filters, no I/O (the roles read the balancer and hand the answer here):
 
 ``haproxy_servers(text, backend)``
     HAProxy's runtime API ``show stat <backend> 4 -1`` (CSV, header line ``# pxname,...``)
@@ -32,13 +32,12 @@ server, on its way out. For an ALB the state ``healthy``.
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleFilterError
+
 KINDS = ("haproxy", "alb")
 
 
 def _fail(message):
-    # Imported here: the unit tests load this file without Ansible's errors module.
-    from ansible.errors import AnsibleFilterError  # pylint: disable=import-outside-toplevel
-
     raise AnsibleFilterError(message)
 
 
