@@ -275,7 +275,15 @@ class Cache:
                 known = [(n.host, int(n.port)) for n in client.get_nodes()]
                 if known:
                     self._known_nodes = known[:16]
-                client.close()
+                # The idle connections only, not client.close(): other threads share this
+                # client and may be reading a reply on it now (a page, readiness, a
+                # refresh); closing their connection under them failed that read inside
+                # redis-py with AttributeError, not a ConnectionError (a 500 during a
+                # failover, CI). Those close once their command is done and the client
+                # has no reference left.
+                for node in client.get_nodes():
+                    if node.redis_connection is not None:
+                        node.redis_connection.connection_pool.disconnect(inuse_connections=False)
             except Exception:  # already broken
                 log.debug("closing a broken redis cluster client failed")
 
