@@ -61,7 +61,9 @@ def test_ttl_expiry_without_stale_serving(app_db, clean_redis, make_app):
     _app, client = make_app(ini(app_db, clean_redis, ttl=1, cache={"stale_ttl": 0, "beta": 0}))
     assert client.get("/").headers["X-Cache"] == "MISS"
     assert client.get("/").headers["X-Cache"] == "HIT"
-    assert 900 <= clean_redis.client().pttl("cachestack:{slow_version}:v2") <= 1000
+    # The TTL alone, no stale_ttl on top (which would be above 1000); the floor leaves a
+    # loaded machine time between the write and this read (887 ms once in CI).
+    assert 500 <= clean_redis.client().pttl("cachestack:{slow_version}:v2") <= 1000
     time.sleep(1.1)
     assert client.get("/").headers["X-Cache"] == "MISS"
     assert slow_calls(app_db) == 2
