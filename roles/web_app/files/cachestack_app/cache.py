@@ -272,7 +272,8 @@ class Cache:
             client, self._client = self._client, None
         if client is not None:
             try:
-                known = [(n.host, int(n.port)) for n in client.get_nodes()]
+                nodes = client.get_nodes()
+                known = [(n.host, int(n.port)) for n in nodes]
                 if known:
                     self._known_nodes = known[:16]
                 # The idle connections only, not client.close(): other threads share this
@@ -281,7 +282,7 @@ class Cache:
                 # redis-py with AttributeError, not a ConnectionError (a 500 during a
                 # failover, CI). Those close once their command is done and the client
                 # has no reference left.
-                for node in client.get_nodes():
+                for node in nodes:
                     if node.redis_connection is not None:
                         node.redis_connection.connection_pool.disconnect(inuse_connections=False)
             except Exception:  # already broken
